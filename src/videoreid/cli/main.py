@@ -1,0 +1,60 @@
+"""The ``videoreid`` command: a thin dispatcher over one module per subcommand.
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
+imported only when their subcommand runs, so ``videoreid --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name → (module, one-line help). A plain table: no import-time registration.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("videoreid.cli.demo", "synthetic data → train → evaluate → report, on CPU, minutes"),
+    "synth": ("videoreid.cli.synth", "write a synthetic dataset in an official layout"),
+    "data": ("videoreid.cli.data", "dataset utilities (stats)"),
+    "train": ("videoreid.cli.train", "train a model from a YAML config"),
+    "evaluate": ("videoreid.cli.evaluate", "evaluate a checkpoint on a dataset"),
+    "extract": ("videoreid.cli.extract", "extract tracklet features to a feature file"),
+    "evaluate-features": ("videoreid.cli.evaluate_features", "evaluate a feature file"),
+    "flow": ("videoreid.cli.flow", "precompute optical flow for a dataset"),
+    "pose": ("videoreid.cli.pose", "precompute pose keypoints/maps for a dataset"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(prog="videoreid", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser, sub
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
+        parser.print_help()
+        return 0 if argv else 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            print(f"videoreid {name}: not available in this version", file=sys.stderr)
+            return 2
+        raise
+    sub = argparse.ArgumentParser(prog=f"videoreid {name}", description=help_text)
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets, temporal sampling, batching and clip loading."""
