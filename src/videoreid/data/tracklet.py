@@ -12,6 +12,7 @@ MARS test set is a distractor (a valid negative). Training pids are relabelled t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ class Tracklet:
     """One tracklet.
 
     Attributes:
-        frames: frame paths in temporal order.
+        frames: frame paths in temporal order: any sequence of ``Path`` (loaders use the
+            compact ``datasets.common.FramePaths``, which builds each ``Path`` on access).
         pid: identity label (training: relabelled 0..N-1; test: original pid, -1 junk,
             0 distractor on MARS).
         camid: 0-based camera index.
@@ -32,7 +34,7 @@ class Tracklet:
             modalities such as keypoint JSON files, ...).
     """
 
-    frames: tuple[Path, ...]
+    frames: Sequence[Path]
     pid: int
     camid: int
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

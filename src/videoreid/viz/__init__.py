@@ -1,1 +1,4 @@
+"""Figures: training curves (:mod:`.curves`) and ranked retrieval results (:mod:`.ranking`).
 
+Both use matplotlib's Agg backend (no display needed) and write PNGs atomically.
+"""

@@ -1,1 +1,17 @@
+"""Backbones: ResNet family built from one class, plus local pretrained-weight loading."""
 
+from videoreid.models.backbones.base import STAGES, Backbone, FeatureInfo
+from videoreid.models.backbones.pretrained import LoadResult, adapt_input_conv, load_pretrained
+from videoreid.models.backbones.resnet import BACKBONES, ResNet, build_backbone
+
+__all__ = [
+    "BACKBONES",
+    "STAGES",
+    "Backbone",
+    "FeatureInfo",
+    "LoadResult",
+    "ResNet",
+    "adapt_input_conv",
+    "build_backbone",
+    "load_pretrained",
+]
