@@ -14,7 +14,10 @@ from __future__ import annotations
 from videoreid.data.synthetic.generate import generate
 from videoreid.data.synthetic.layouts import LAYOUTS
 from videoreid.data.synthetic.manifest import (
-    MANIFEST_NAME, SynthManifest, SynthTracklet, keypoints_path,
+    MANIFEST_NAME,
+    SynthManifest,
+    SynthTracklet,
+    keypoints_path,
 )
 from videoreid.data.synthetic.presets import PRESETS, Knobs, get_knobs
 
