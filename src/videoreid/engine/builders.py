@@ -1,0 +1,674 @@
+"""From a :class:`~videoreid.config.Config` to the objects a run needs, and the run itself.
+
+Builders (config → object): :func:`prepare_data_root` (generate a synthetic dataset when
+asked), :func:`build_splits`, :func:`build_transforms`, :func:`build_modalities`,
+:func:`build_train_loader`, :func:`build_model_from_config`, :func:`build_objective_from_config`,
+:func:`build_optimizer`, :func:`build_hooks`. Runs: :func:`train_from_config` (one split or
+all splits of a multi-split dataset, with the run-directory files), :func:`evaluate_model`.
+
+Run directory (``output_dir``)::
+
+    config.yaml        resolved config (loadable with ``videoreid train config.yaml``)
+    run_info.json      git revision, torch/python versions, device, world size, command line
+    metrics.json       final metrics (per split, and mean ± std over splits)
+    log.csv            one row per epoch (losses, lr, throughput, evaluation metrics)
+    features.npz       final query+gallery features (``FeatureSet``)
+    checkpoints/       epoch_NNNN.pt (newest ``train.keep_last``), nan_stop.pt on a NaN stop
+    tensorboard/       when tensorboard is installed
+    splitK/            the above per split when ``data.split=all``
+
+Batch size under DDP: ``data.P × data.K`` is the global batch; each of W ranks draws
+``P / W`` identities × K tracklets (P must be divisible by W).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import platform
+import random
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from videoreid.config import Config, ConfigError, config_to_dict, save_resolved
+from videoreid.data.tracklet import ReIDSplit, Tracklet
+from videoreid.engine.checkpoint import CheckpointManager, load_checkpoint
+from videoreid.engine.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    get_dist_info,
+    init_distributed,
+)
+from videoreid.engine.extract import extract_split
+from videoreid.engine.hooks import (
+    CheckpointHook,
+    CSVLogHook,
+    EvalHook,
+    FreezeSpec,
+    HookBase,
+    LRScheduleHook,
+    ParamFreezeHook,
+    TensorBoardHook,
+)
+from videoreid.engine.trainer import Trainer
+from videoreid.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MODALITY_LOADERS",
+    "seed_everything",
+    "git_revision",
+    "write_run_info",
+    "prepare_data_root",
+    "generate_in_subprocess",
+    "build_splits",
+    "build_transforms",
+    "build_modalities",
+    "build_train_loader",
+    "build_model_from_config",
+    "build_objective_from_config",
+    "build_optimizer",
+    "build_hooks",
+    "evaluate_model",
+    "metric_names",
+    "train_split",
+    "train_from_config",
+    "load_model_from_checkpoint",
+    "to_jsonable",
+]
+
+# Aligned maps a model can consume besides the images: name → "module:function".
+# The function is called as ``fn(root=Path, height=int, width=int, **data.modality_args[name])``
+# and returns ``loader(tracklet, frame_indices (T,)) -> np.ndarray (T, C, h, w) float32``
+# (the modality callables of ``videoreid.data.clips``). Modules are imported only when a
+# config asks for the modality.
+MODALITY_LOADERS: dict[str, str] = {
+    "flow": "videoreid.modalities.flow:build_loader",
+    "pose": "videoreid.modalities.pose:build_loader",
+}
+
+
+# ------------------------------------------------------------------ run bookkeeping
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, ``numpy`` and ``torch`` (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def git_revision(path: str | Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the checkout holding ``path`` (+ ``-dirty``), else "unknown"."""
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd, capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) -> dict[str, Any]:
+    """Write ``run_info.json`` (git revision, versions, device, command line)."""
+    info = {
+        "git_revision": git_revision(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else platform.processor() or "cpu"),
+        "torch_threads": torch.get_num_threads(),
+        "world_size": dist.world_size,
+        "argv": sys.argv,
+    }
+    atomic_write_json(Path(run_dir) / "run_info.json", info)
+    return info
+
+
+# -------------------------------------------------------------------------- data
+
+
+def prepare_data_root(cfg: Config) -> Path:
+    """The dataset root; with ``data.synth`` set, generate a synthetic dataset there first.
+
+    Generation happens only when the root holds nothing yet. A root generated earlier is
+    reused when its recorded parameters (``synth_config.json``) equal the requested ones;
+    otherwise it is an error (silently training on other data would be worse). Under DDP
+    only rank 0 generates; the others wait.
+    """
+    root = Path(cfg.data.root)
+    synth = cfg.data.synth
+    if synth is None:
+        return root
+    wanted = config_to_dict(synth)
+    stamp = root / "synth_config.json"
+    if get_dist_info().is_main:
+        if stamp.is_file():
+            have = json.loads(stamp.read_text())
+            if have != wanted:
+                raise ConfigError(
+                    f"{root} holds a synthetic dataset generated with {have}, but the config "
+                    f"asks for {wanted}; delete the folder or choose another data.root"
+                )
+            log.info("reusing synthetic dataset in %s", root)
+        elif root.exists() and any(root.iterdir()):
+            raise ConfigError(
+                f"data.root {root} is not empty and has no {stamp.name}; refusing to generate a "
+                "synthetic dataset into it (set data.synth=null to use the data there)"
+            )
+        else:
+            log.info("generating synthetic %s dataset (%d ids, %s cameras, preset %s) in %s",
+                     synth.layout, synth.ids, synth.cameras or "default", synth.preset, root)
+            generate_in_subprocess(synth.layout, root, ids=synth.ids, cameras=synth.cameras,
+                                   seed=synth.seed, height=synth.height, width=synth.width,
+                                   preset=synth.preset, **synth.args)
+            atomic_write_json(stamp, wanted)  # written last: marks a complete dataset
+    barrier()
+    return root
+
+
+def generate_in_subprocess(layout: str, root: str | Path, **kwargs: Any) -> None:
+    """``videoreid.data.synthetic.generate`` in a fresh Python process.
+
+    Why: the renderer uses OpenCV's thread pool; a process that has used it and then forks
+    DataLoader workers can deadlock in the workers (OpenCV's pool does not survive
+    ``fork``: ``clips.worker_init_fn`` calling ``cv2.setNumThreads`` in the child hangs).
+    Rendering in another process keeps the training process's OpenCV state untouched. A
+    plain subprocess (not ``multiprocessing`` spawn) also works from unguarded scripts.
+
+    Raises:
+        RuntimeError: the generator failed; the message holds the end of its error output.
+    """
+    kwargs.setdefault("progress", False)
+    payload = json.dumps({"layout": layout, "root": str(root), "kwargs": kwargs})
+    code = ("import json, sys; from videoreid.data.synthetic import generate; "
+            "a = json.loads(sys.argv[1]); generate(a['layout'], a['root'], **a['kwargs'])")
+    proc = subprocess.run([sys.executable, "-c", code, payload], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"synthetic data generation into {root} failed "
+                           f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def build_splits(cfg: Config) -> list[ReIDSplit]:
+    """The split(s) to run: ``data.split`` (an index) or all of them (``"all"``).
+
+    ``data.chunk_train`` cuts the training tracklets into overlapping chunks.
+    """
+    from videoreid.data.datasets.factory import build_dataset
+
+    ds = build_dataset(cfg.data.dataset, prepare_data_root(cfg), **cfg.data.dataset_args)
+    if cfg.data.split == "all":
+        splits = ds.splits()
+    else:
+        k = int(cfg.data.split)
+        if not 0 <= k < ds.num_splits:
+            raise ConfigError(f"data.split={k} but {cfg.data.dataset} has {ds.num_splits} "
+                              f"split(s) (0..{ds.num_splits - 1}, or 'all')")
+        splits = [ds.split(k)]
+    if cfg.data.chunk_train is not None:
+        from videoreid.data.temporal import split_into_chunks
+
+        c = cfg.data.chunk_train
+        splits = [replace(s, train=split_into_chunks(s.train, c.length, c.overlap)) for s in splits]
+    return splits
+
+
+def build_transforms(cfg: Config) -> tuple[Any, Any]:
+    """``(train_transform, test_transform)``: ``ClipTransform`` s at ``data.height × width``."""
+    from videoreid.data.transforms import ClipTransform
+
+    d, a = cfg.data, cfg.data.augment
+    train = ClipTransform(d.height, d.width, train=True, flip_p=a.flip, pad=a.pad,
+                          erasing_p=a.erasing, color_jitter=a.color_jitter)
+    test = ClipTransform(d.height, d.width, train=False)
+    return train, test
+
+
+def build_modalities(cfg: Config) -> dict[str, Callable[[Tracklet, np.ndarray], np.ndarray]]:
+    """Loaders for ``data.modalities`` via :data:`MODALITY_LOADERS` (imported lazily)."""
+    out = {}
+    for name in cfg.data.modalities:
+        if name not in MODALITY_LOADERS:
+            raise ConfigError(f"data.modalities: unknown modality {name!r}; "
+                              f"valid: {', '.join(sorted(MODALITY_LOADERS))}")
+        module_name, fn_name = MODALITY_LOADERS[name].split(":")
+        try:
+            fn = getattr(importlib.import_module(module_name), fn_name)
+        except (ImportError, AttributeError) as e:
+            raise NotImplementedError(
+                f"modality {name!r} needs {module_name}.{fn_name}(root, height, width, **args) "
+                f"returning a per-clip map loader, which is not available in this version ({e}); "
+                f"see MODALITY_LOADERS in {__name__}"
+            ) from e
+        args = dict(cfg.data.modality_args.get(name, {}))
+        out[name] = fn(root=Path(cfg.data.root), height=cfg.data.height, width=cfg.data.width,
+                       **args)
+    unknown_args = sorted(set(cfg.data.modality_args) - set(cfg.data.modalities))
+    if unknown_args:
+        raise ConfigError(f"data.modality_args has entries {unknown_args} for modalities not in "
+                          f"data.modalities={cfg.data.modalities}")
+    return out
+
+
+def build_train_loader(
+    cfg: Config,
+    tracklets: Sequence[Tracklet],
+    transform: Any,
+    modalities: Mapping[str, Callable] | None = None,
+    dist: DistInfo | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """P×K clip loader over ``tracklets``, sharded by rank under DDP.
+
+    Workers are not persistent: each data pass forks fresh ones, so every pass draws one seed
+    from the torch RNG in both an uninterrupted and a resumed run (exact resume). Clip
+    randomness itself comes from ``(seed, data_pass, index)`` (see ``ClipDataset``).
+    """
+    from videoreid.data.clips import ClipDataset, collate_clips, worker_init_fn
+    from videoreid.data.samplers import PKSampler
+    from videoreid.data.temporal import build_sampler
+
+    dist = dist or get_dist_info()
+    d = cfg.data
+    if d.P % dist.world_size:
+        raise ConfigError(f"data.P={d.P} is the global number of identities per batch and must "
+                          f"be divisible by the world size {dist.world_size}")
+    sampler = build_sampler(d.train_sampler.name, **d.train_sampler.args)
+    dataset = ClipDataset(tracklets, sampler, transform, seed=cfg.seed, modalities=modalities)
+    batch_sampler = PKSampler(dataset.pids, d.P // dist.world_size, d.K, seed=cfg.seed,
+                              rank=dist.rank, world_size=dist.world_size, repeat_offset=True)
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=d.workers,
+                      collate_fn=collate_clips, pin_memory=pin_memory,
+                      worker_init_fn=worker_init_fn if d.workers > 0 else None)
+
+
+# ------------------------------------------------------------------- model and loss
+
+
+def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
+    """``build_model(model.name, num_classes, **model.args)``; ``image_size`` defaults to
+    ``(data.height, data.width)`` for builders that take it. Checks that the model's declared
+    ``modalities`` are provided by ``data.modalities``."""
+    from videoreid.models.factory import MODELS, build_model
+
+    if cfg.model.name not in MODELS:
+        raise ConfigError(f"model.name: unknown model {cfg.model.name!r}; "
+                          f"valid: {', '.join(sorted(MODELS))}")
+    args = dict(cfg.model.args)
+    if "image_size" in inspect.signature(MODELS[cfg.model.name]).parameters:
+        args.setdefault("image_size", (cfg.data.height, cfg.data.width))
+    try:
+        model = build_model(cfg.model.name, num_classes, **args)
+    except TypeError as e:
+        raise ConfigError(f"model.args: {e}") from e
+    needed = [m for m in getattr(model, "modalities", ("images",)) if m != "images"]
+    missing = [m for m in needed if m not in cfg.data.modalities]
+    if missing:
+        raise ConfigError(f"model {cfg.model.name!r} consumes {list(needed)} besides images; "
+                          f"add {missing} to data.modalities")
+    return model
+
+
+def _feature_dim(model: nn.Module, cfg: Config) -> int:
+    """Size of ``metric_feature``: the model's ``feat_dim``, else from a dummy forward."""
+    dim = getattr(model, "feat_dim", None)
+    if isinstance(dim, int):
+        return dim
+    t = int(cfg.data.train_sampler.args.get("length", 4))
+    batch = {"images": torch.zeros(2, t, 3, cfg.data.height, cfg.data.width),
+             "frame_mask": torch.ones(2, t, dtype=torch.bool)}
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    model.train(was)
+    return int(out.metric_feature.shape[1])
+
+
+def build_objective_from_config(cfg: Config, model: nn.Module, num_classes: int) -> nn.Module:
+    """``build_objective(loss, num_classes, feat_dim)`` with ``feat_dim`` from the model."""
+    from videoreid.losses.objective import build_objective
+
+    try:
+        return build_objective([dict(s) for s in cfg.loss], num_classes=num_classes,
+                               feat_dim=_feature_dim(model, cfg))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"loss: {e}") from e
+
+
+def build_optimizer(
+    model: nn.Module,
+    objective: nn.Module | None,
+    *,
+    name: str = "adam",
+    lr: float = 3e-4,
+    weight_decay: float = 5e-4,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    betas: Sequence[float] = (0.9, 0.999),
+    param_groups: Sequence[Mapping[str, Any]] = (),
+) -> tuple[torch.optim.Optimizer, list[FreezeSpec]]:
+    """Optimiser over the trainable parameters, with per-prefix groups.
+
+    Each parameter goes to the first group whose ``match`` prefix its qualified name starts
+    with (list specific prefixes first), else to the default group. Groups carry
+    ``base_lr = lr × lr_mult`` for the schedule. ``frozen`` groups are left out of the
+    optimiser with ``requires_grad=False``; ``freeze_epochs`` groups are in it and frozen
+    for the first epochs by the returned :class:`FreezeSpec` s (use with
+    :class:`ParamFreezeHook`). Parameters of ``objective`` (if any) are named
+    ``objective.<name>``. Parameters that already have ``requires_grad=False`` (e.g. a BNNeck
+    shift) are left alone.
+
+    Raises:
+        ConfigError: a group matches no parameter (lists the top-level module names).
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if objective is not None:
+        named += [(f"objective.{n}", p) for n, p in objective.named_parameters()
+                  if p.requires_grad]
+    groups = [dict(g) for g in param_groups]
+    members: list[list[torch.nn.Parameter]] = [[] for _ in groups]
+    default: list[torch.nn.Parameter] = []
+    for n, p in named:
+        for gi, g in enumerate(groups):
+            if n.startswith(g["match"]):
+                members[gi].append(p)
+                break
+        else:
+            default.append(p)
+    tops = sorted({n.split(".")[0] for n, _ in named})
+    torch_groups: list[dict[str, Any]] = []
+    specs: list[FreezeSpec] = []
+    for g, params in zip(groups, members, strict=True):
+        if not params:
+            raise ConfigError(f"optim.param_groups: match {g['match']!r} selects no trainable "
+                              f"parameter (earlier groups take precedence); top-level modules: "
+                              f"{tops}")
+        if g.get("frozen", False):
+            for p in params:
+                p.requires_grad_(False)
+            log.info("param group %r: %d tensors frozen", g["match"], len(params))
+            continue
+        group_lr = lr * float(g.get("lr_mult", 1.0))
+        wd = g.get("weight_decay")
+        torch_groups.append({"params": params, "lr": group_lr, "base_lr": group_lr,
+                             "weight_decay": weight_decay if wd is None else float(wd),
+                             "name": g["match"]})
+        if int(g.get("freeze_epochs", 0)) > 0:
+            specs.append(FreezeSpec(g["match"], freeze_epochs=int(g["freeze_epochs"])))
+    if default:
+        torch_groups.insert(0, {"params": default, "lr": lr, "base_lr": lr,
+                                "weight_decay": weight_decay, "name": "default"})
+    if not torch_groups:
+        raise ConfigError("optim: no trainable parameters left (every group is frozen)")
+    if name == "adam":
+        opt = torch.optim.Adam(torch_groups, lr=lr, betas=tuple(betas),
+                               weight_decay=weight_decay)
+    elif name == "adamw":
+        opt = torch.optim.AdamW(torch_groups, lr=lr, betas=tuple(betas),
+                                weight_decay=weight_decay)
+    elif name == "sgd":
+        opt = torch.optim.SGD(torch_groups, lr=lr, momentum=momentum, nesterov=nesterov,
+                              weight_decay=weight_decay)
+    else:
+        raise ConfigError(f"optim.name: unknown optimiser {name!r}; choose adam, adamw, sgd")
+    return opt, specs
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def metric_names(dataset: str, split_index: int, protocol: str) -> str:
+    """Prefix of metric names: ``"<dataset>/split<k>/<protocol>"``."""
+    return f"{dataset}/split{split_index}/{protocol}"
+
+
+def _summarise(result: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    cmc = np.asarray(result["cmc"], dtype=np.float64)
+    out = {f"{prefix}/mAP": float(result["mAP"])}
+    for r in (1, 5, 10, 20):
+        if r <= cmc.size:
+            out[f"{prefix}/rank{r}"] = float(cmc[r - 1])
+    if "mINP" in result:
+        out[f"{prefix}/mINP"] = float(result["mINP"])
+    return out
+
+
+def evaluate_model(
+    model: nn.Module,
+    split: ReIDSplit,
+    cfg: Config,
+    device: torch.device | str,
+    *,
+    modalities: Mapping[str, Callable] | None = None,
+    protocol: str | None = None,
+    rerank: bool | None = None,
+    score_norm: bool | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Extract query/gallery features of ``split`` and evaluate them.
+
+    Returns:
+        ``(result, feature_set)``: the evaluation module's result dict (``cmc``, ``mAP``,
+        ``protocol``, ...) plus ``metrics`` (flat ``{"<dataset>/split<k>/<protocol>/mAP": ..}``)
+        and the ``FeatureSet``.
+    """
+    from videoreid.data.temporal import build_plan
+    from videoreid.evaluation.protocol import evaluate_features
+
+    _, test_tf = build_transforms(cfg)
+    plan = build_plan(cfg.data.test_plan.name, **cfg.data.test_plan.args)
+    e = cfg.eval
+    fs = extract_split(model, split, plan, test_tf, batch_size=e.batch_size, device=device,
+                       normalize=e.normalize, workers=cfg.data.workers, modalities=modalities,
+                       amp=cfg.train.amp, progress=cfg.train.progress)
+    protocol = protocol or e.protocol or split.protocol
+    result = dict(evaluate_features(
+        fs, protocol, e.metric,
+        rerank=e.rerank if rerank is None else rerank,
+        score_norm=e.score_norm if score_norm is None else score_norm,
+    ))
+    result.setdefault("protocol", protocol)
+    result["metrics"] = _summarise(result, metric_names(split.name, split.split_index, protocol))
+    return result, fs
+
+
+# ------------------------------------------------------------------------- training
+
+
+def build_hooks(
+    cfg: Config,
+    run_dir: Path,
+    freeze_specs: Sequence[FreezeSpec],
+    eval_fn: Callable[[Trainer], Mapping[str, float]] | None,
+) -> list[HookBase]:
+    """The standard hook list, in the order that makes resume exact (checkpoint last)."""
+    s = cfg.schedule
+    hooks: list[HookBase] = [
+        LRScheduleHook(name=s.name, milestones=list(s.milestones), gamma=s.gamma,
+                       step_size=s.step_size, warmup_epochs=s.warmup_epochs,
+                       warmup_factor=s.warmup_factor, min_factor=s.min_factor),
+    ]
+    if freeze_specs:
+        hooks.append(ParamFreezeHook(freeze_specs))
+    if eval_fn is not None:
+        hooks.append(EvalHook(cfg.train.eval_every, eval_fn))
+    hooks.append(CSVLogHook(run_dir / "log.csv"))
+    if TensorBoardHook.available():
+        hooks.append(TensorBoardHook(run_dir / "tensorboard"))
+    hooks.append(CheckpointHook(CheckpointManager(run_dir / "checkpoints", cfg.train.keep_last),
+                                cfg.train.checkpoint_every))
+    return hooks
+
+
+def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
+    r = cfg.train.resume
+    if r is False:
+        return None
+    if r is True:
+        latest = CheckpointManager(run_dir / "checkpoints").latest()
+        if latest is None:
+            log.info("train.resume=true but %s has no checkpoint; starting fresh",
+                     run_dir / "checkpoints")
+        return latest
+    path = Path(r)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.resume: checkpoint {path} not found")
+    return path
+
+
+def train_split(
+    cfg: Config,
+    split: ReIDSplit,
+    run_dir: str | Path,
+    device: torch.device,
+    *,
+    extra_hooks: Sequence[HookBase] = (),
+) -> dict[str, Any]:
+    """Train on one split, evaluate, write ``log.csv``, checkpoints and ``features.npz``.
+
+    Returns:
+        ``{"metrics": {...}, "result": evaluation result, "features": FeatureSet | None,
+        "trainer": Trainer}`` (metrics and features on the main process).
+    """
+    run_dir = Path(run_dir)
+    dist = get_dist_info()
+    seed_everything(cfg.seed)
+    modalities = build_modalities(cfg)
+    train_tf, _ = build_transforms(cfg)
+    num_classes = split.num_train_pids
+    model = build_model_from_config(cfg, num_classes)
+    objective = build_objective_from_config(cfg, model, num_classes)
+    o = cfg.optim
+    optimizer, freeze_specs = build_optimizer(
+        model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
+        momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
+        param_groups=[config_to_dict(g) for g in o.param_groups])
+    loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
+                                pin_memory=device.type == "cuda")
+    last: dict[str, Any] = {}
+
+    def eval_fn(trainer: Trainer) -> dict[str, float]:
+        result, fs = evaluate_model(trainer.module, split, cfg, device, modalities=modalities)
+        last.update(result=result, features=fs)
+        return result["metrics"]
+
+    hooks = build_hooks(cfg, run_dir, freeze_specs, eval_fn) + list(extra_hooks)
+    trainer = Trainer(model, objective, optimizer, loader, device=device,
+                      epochs=cfg.train.epochs, iters_per_epoch=cfg.train.iters_per_epoch,
+                      amp=cfg.train.amp, grad_clip=o.grad_clip, hooks=hooks, run_dir=run_dir,
+                      progress=cfg.train.progress,
+                      find_unused_parameters=bool(freeze_specs) and dist.enabled)
+    resume = _resume_path(cfg, run_dir)
+    stale = CheckpointManager(run_dir / "checkpoints").latest()
+    if resume is None and stale is not None:
+        raise ConfigError(f"{run_dir} already holds checkpoints ({stale.name}); set "
+                          "train.resume=true to continue that run, or choose another output_dir")
+    if resume is not None:
+        trainer.resume(resume)
+    log.info("training %s on %s: %d train tracklets, %d ids, %d steps/epoch, %d epochs",
+             cfg.model.name, split.describe(), len(split.train), num_classes,
+             trainer.iters_per_epoch, cfg.train.epochs)
+    trainer.train()
+    if dist.is_main and "features" not in last:  # resumed after the end, or epochs=0
+        eval_fn(trainer)
+    if dist.is_main:
+        last["features"].save(run_dir / "features.npz")
+    barrier()
+    metrics = broadcast_object(last.get("result", {}).get("metrics", {}))
+    return {"metrics": metrics, "result": last.get("result"), "features": last.get("features"),
+            "trainer": trainer}
+
+
+def to_jsonable(x: Any) -> Any:
+    """numpy arrays/scalars inside ``x`` as lists/Python numbers (for ``json``)."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Mapping):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    return x
+
+
+def train_from_config(cfg: Config) -> dict[str, Any]:
+    """Train (and evaluate) as the config says; write the run directory.
+
+    With ``data.split="all"`` every split is trained in ``<output_dir>/split<k>`` and the
+    final features are combined by ``evaluation.protocol.evaluate_splits`` (mean ± std).
+
+    Returns:
+        the content of ``metrics.json`` (on every rank) plus ``table``, the results table
+        of ``evaluation.protocol.format_table`` (per split and mean ± std for ``"all"``).
+    """
+    dist, device = init_distributed(cfg.train.device)
+    run_dir = Path(cfg.output_dir)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved(cfg, run_dir)
+        write_run_info(run_dir, device, dist)
+    splits = build_splits(cfg)
+    per_split, feature_sets, results = [], [], []
+    for split in splits:
+        split_dir = run_dir if cfg.data.split != "all" else run_dir / f"split{split.split_index}"
+        out = train_split(cfg, split, split_dir, device)
+        per_split.append(out["metrics"])
+        feature_sets.append(out["features"])
+        results.append(out["result"])
+        del out  # the trainer (model, loader) of this split is no longer needed
+    summary: dict[str, Any] = {"dataset": splits[0].name, "model": cfg.model.name,
+                               "splits": [s.split_index for s in splits],
+                               "metrics": per_split[0] if len(per_split) == 1 else per_split}
+    table = ""
+    if dist.is_main:
+        from videoreid.evaluation.protocol import evaluate_splits, format_table
+
+        if len(splits) > 1:
+            protocol = cfg.eval.protocol or splits[0].protocol
+            agg = evaluate_splits(feature_sets, protocol=protocol, metric=cfg.eval.metric,
+                                  rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm)
+            summary["protocol"] = protocol
+            summary["mean"] = to_jsonable(agg.get("mean"))
+            summary["std"] = to_jsonable(agg.get("std"))
+            table = format_table(agg)
+        else:
+            table = format_table(results[0])
+        atomic_write_json(run_dir / "metrics.json", to_jsonable(summary))
+    summary["table"] = table
+    return broadcast_object(to_jsonable(summary))
+
+
+def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes: int,
+                               device: torch.device) -> nn.Module:
+    """Build the config's model and load the ``model`` weights of a checkpoint."""
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    weights = state.get("model", state)
+    model = build_model_from_config(cfg, num_classes)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or missing:
+        raise ConfigError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+                          f"{cfg.model.args}: missing {list(missing)[:8]}, unexpected "
+                          f"{list(unexpected)[:8]}")
+    return model.to(device)
+
