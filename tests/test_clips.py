@@ -16,7 +16,6 @@ from videoreid.data.clips import (
     TestClipDataset,
     collate_clips,
     decode_image,
-    worker_init_fn,
 )
 from videoreid.data.decode import available_backends, decode_image_with_size, jpeg_size
 from videoreid.data.samplers import PKSampler
@@ -105,8 +104,7 @@ def test_independent_of_worker_count_and_epoch_reaches_workers(
     def batches(workers: int, epochs: list[int], persistent: bool = False) -> list[torch.Tensor]:
         ds = ClipDataset(tracklets, RandomSubset(3), ClipTransform(H, W, train=True), seed=7)
         loader = DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_clips,
-                            persistent_workers=persistent and workers > 0,
-                            worker_init_fn=worker_init_fn)
+                            persistent_workers=persistent and workers > 0)
         out = []
         for e in epochs:
             ds.set_epoch(e)

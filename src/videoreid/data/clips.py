@@ -55,16 +55,9 @@ __all__ = [
     "ClipDataset",
     "TestClipDataset",
     "collate_clips",
-    "worker_init_fn",
 ]
 
 Modality = Callable[[Tracklet, np.ndarray], np.ndarray]
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one OpenCV thread per worker (workers are the
-    parallelism; OpenCV's own thread pool per worker only oversubscribes the cores)."""
-    cv2.setNumThreads(1)
 
 
 def load_clip(

@@ -192,7 +192,7 @@ def generate_in_subprocess(layout: str, root: str | Path, **kwargs: Any) -> None
 
     Why: the renderer uses OpenCV's thread pool; a process that has used it and then forks
     DataLoader workers can deadlock in the workers (OpenCV's pool does not survive
-    ``fork``: ``clips.worker_init_fn`` calling ``cv2.setNumThreads`` in the child hangs).
+    ``fork``: ``cv2.setNumThreads`` called in a forked child hangs).
     Rendering in another process keeps the training process's OpenCV state untouched. A
     plain subprocess (not ``multiprocessing`` spawn) also works from unguarded scripts.
 
@@ -284,22 +284,25 @@ def build_train_loader(
     from the torch RNG in both an uninterrupted and a resumed run (exact resume). Clip
     randomness itself comes from ``(seed, data_pass, index)`` (see ``ClipDataset``).
     """
-    from videoreid.data.clips import ClipDataset, collate_clips, worker_init_fn
+    from videoreid.data.clips import ClipDataset, collate_clips
     from videoreid.data.samplers import PKSampler
-    from videoreid.data.temporal import build_sampler
+    from videoreid.data.temporal import SAMPLERS, build_sampler
 
     dist = dist or get_dist_info()
     d = cfg.data
     if d.P % dist.world_size:
         raise ConfigError(f"data.P={d.P} is the global number of identities per batch and must "
                           f"be divisible by the world size {dist.world_size}")
-    sampler = build_sampler(d.train_sampler.name, **d.train_sampler.args)
+    sampler_args = dict(d.train_sampler.args)
+    if "seed" in inspect.signature(SAMPLERS[d.train_sampler.name]).parameters:
+        # samplers with their own per-epoch draws (RIS) follow the run's seed unless pinned
+        sampler_args.setdefault("seed", cfg.seed)
+    sampler = build_sampler(d.train_sampler.name, **sampler_args)
     dataset = ClipDataset(tracklets, sampler, transform, seed=cfg.seed, modalities=modalities)
     batch_sampler = PKSampler(dataset.pids, d.P // dist.world_size, d.K, seed=cfg.seed,
                               rank=dist.rank, world_size=dist.world_size, repeat_offset=True)
     return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=d.workers,
-                      collate_fn=collate_clips, pin_memory=pin_memory,
-                      worker_init_fn=worker_init_fn if d.workers > 0 else None)
+                      collate_fn=collate_clips, pin_memory=pin_memory)
 
 
 # ------------------------------------------------------------------- model and loss

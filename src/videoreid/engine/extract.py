@@ -73,7 +73,7 @@ def extract_features(
     Returns:
         ``(N, D)`` float32 features, row i for ``tracklets[i]``.
     """
-    from videoreid.data.clips import TestClipDataset, collate_clips, worker_init_fn
+    from videoreid.data.clips import TestClipDataset, collate_clips
 
     if normalize not in NORMALIZE:
         raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
@@ -90,8 +90,7 @@ def extract_features(
         num_workers=workers,
         collate_fn=collate_clips,
         pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init_fn if workers > 0 else None,
-    )
+            )
     sums: torch.Tensor | None = None
     counts = torch.zeros(n, dtype=torch.float64)
     was_training = model.training
