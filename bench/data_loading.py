@@ -41,7 +41,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from videoreid.data import decode as dec
-from videoreid.data.clips import ClipDataset, collate_clips, worker_init_fn
+from videoreid.data.clips import ClipDataset, collate_clips
 from videoreid.data.temporal import RestrictedRandom
 from videoreid.data.tracklet import Tracklet
 from videoreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     cases: dict[str, Callable[[], int]] = {baseline: lambda: plain_pil_loop(rng_clips, H, W)}
     for w in args.workers:
         loader = DataLoader(torch.utils.data.Subset(ds, order), batch_size=args.batch_size,
-                            num_workers=w, collate_fn=collate_clips, worker_init_fn=worker_init_fn,
+                            num_workers=w, collate_fn=collate_clips,
                             persistent_workers=w > 0)
         loader_pass(loader, ds, 0)  # warm-up: starts the persistent workers
         cases[f"videoreid ClipDataset + DataLoader, workers={w}"] = (
