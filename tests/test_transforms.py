@@ -146,6 +146,36 @@ def test_flow_x_negated_on_flip_and_scaled_on_resize() -> None:
     torch.testing.assert_close(out["flow"], torch.full((3, 2, 16, 8), 1.5))
 
 
+def test_flip_rules_swap_and_negate_channels() -> None:
+    # channel c holds the constant c + 1 and a marker in its left column
+    maps = np.stack([np.full((8, 4), c + 1.0, np.float32) for c in range(3)])[None].repeat(2, 0)
+    maps[:, :, :, 0] = 10.0
+    frames = [np.zeros((8, 4, 3), np.uint8)] * 2
+    t = ClipTransform(8, 4, train=True, flip_rules={"parts": ([1, 0, 2], [1.0, 1.0, -1.0])})
+    _, out = t.apply(frames, {"parts": maps, "plain": maps}, ClipParams(flip=True))
+    m = out["parts"]
+    torch.testing.assert_close(m[:, 0, :, :3], torch.full((2, 8, 3), 2.0))  # was channel 1
+    torch.testing.assert_close(m[:, 1, :, :3], torch.full((2, 8, 3), 1.0))  # was channel 0
+    torch.testing.assert_close(m[:, 2, :, :3], torch.full((2, 8, 3), -3.0))  # negated
+    torch.testing.assert_close(m[:, :, :, 3], torch.tensor([10.0, 10.0, -10.0]).view(1, 3, 1).expand(2, 3, 8))
+    torch.testing.assert_close(out["plain"][:, :, :, 3], torch.full((2, 3, 8), 10.0))  # no rule
+    _, out = t.apply(frames, {"parts": maps}, ClipParams())
+    torch.testing.assert_close(out["parts"], torch.from_numpy(maps))  # no flip: untouched
+    with pytest.raises(ValueError, match="covers 3 channels"):
+        t.apply(frames, {"parts": maps[:, :2]}, ClipParams(flip=True))
+
+
+def test_pose_flip_rule_equals_mirrored_pose_maps() -> None:
+    from videoreid.modalities.pose import FLIP_PERMUTATION, FLIP_SIGN, flip_pose_maps
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 57, 16, 8), dtype=np.float32)
+    frames = [np.zeros((16, 8, 3), np.uint8)] * 2
+    t = ClipTransform(16, 8, train=True, flip_rules={"pose": (FLIP_PERMUTATION, FLIP_SIGN)})
+    _, out = t.apply(frames, {"pose": maps}, ClipParams(flip=True))
+    torch.testing.assert_close(out["pose"], torch.from_numpy(flip_pose_maps(maps)))
+
+
 def test_colour_and_erasing_images_only_same_on_all_frames() -> None:
     frame = _pattern(32, 16, seed=1)
     maps = {"pose": np.random.default_rng(0).random((3, 4, 32, 16), dtype=np.float32)}

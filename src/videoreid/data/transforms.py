@@ -22,6 +22,12 @@ negates dx, and with ``scale_flow=True`` (default) displacements are multiplied 
 resize factor (``w'/w`` for dx, ``h'/h`` for dy), which is right when flow is stored in
 pixels of its own map; pass ``scale_flow=False`` for flow already in resolution-free units.
 
+Mirror-aware maps. A horizontal flip turns a left wrist into a right wrist: maps whose
+channels have a handedness (OpenPose heatmaps and part-affinity fields) name a rule in
+``flip_rules``: ``{name: (perm, sign)}`` gives, after the spatial flip,
+``out[:, c] = sign[c] * map[:, perm[c]]`` (swap left/right channels, negate PAF x
+components). ``engine.builders`` passes the pose layout's rule.
+
 Choices: colour jitter draws brightness, contrast and saturation factors uniformly from
 ``[1 - c, 1 + c]`` and applies them in that fixed order (no hue: it is costly and none of the
 implemented papers uses it). Random erasing (Zhong et al. 2020) draws area in
@@ -79,6 +85,9 @@ class ClipTransform:
         mean, std: per-channel normalisation of [0, 1] RGB.
         flow_keys: names of maps holding (dx, dy) flow.
         scale_flow: rescale flow values when resizing flow maps.
+        flip_rules: per map name, ``(perm, sign)`` applied to channels on a horizontal flip
+            (left/right swap, sign flips), e.g. the pose layout's ``FLIP_PERMUTATION`` and
+            ``FLIP_SIGN``.
     """
 
     def __init__(
@@ -94,6 +103,7 @@ class ClipTransform:
         std: Sequence[float] = IMAGENET_STD,
         flow_keys: Sequence[str] = ("flow",),
         scale_flow: bool = True,
+        flip_rules: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
     ) -> None:
         self.height, self.width, self.train = int(height), int(width), bool(train)
         self.flip_p, self.pad = float(flip_p), int(pad)
@@ -104,6 +114,15 @@ class ClipTransform:
             raise ValueError(f"ClipTransform: mean/std must be 3 values, std > 0; got {mean}, {std}")
         self.flow_keys = tuple(flow_keys)
         self.scale_flow = bool(scale_flow)
+        self.flip_rules: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key, (perm, sign) in (flip_rules or {}).items():
+            perm_t = torch.as_tensor(np.array(perm), dtype=torch.long)
+            sign_t = torch.as_tensor(np.array(sign), dtype=torch.float32)
+            if perm_t.ndim != 1 or perm_t.shape != sign_t.shape:
+                raise ValueError(f"ClipTransform: flip rule for {key!r} needs a permutation and "
+                                 f"a sign of equal length, got {tuple(perm_t.shape)} and "
+                                 f"{tuple(sign_t.shape)}")
+            self.flip_rules[key] = (perm_t, sign_t)
         # x_norm = x_uint8 * scale + shift, per channel
         self._scale = np.array([1.0 / (255.0 * s) for s in self.std], dtype=np.float32)
         self._shift = np.array([-m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=np.float32)
@@ -246,6 +265,13 @@ class ClipTransform:
             m = torch.flip(m, dims=[-1])
             if is_flow:
                 m[:, 0].neg_()
+            rule = self.flip_rules.get(name)
+            if rule is not None:
+                perm, sign = rule
+                if perm.numel() != m.shape[1]:
+                    raise ValueError(f"ClipTransform: flip rule for {name!r} covers "
+                                     f"{perm.numel()} channels, the map has {m.shape[1]}")
+                m = m[:, perm] * sign.view(1, -1, 1, 1)
         if p.tx or p.ty:
             sx, sy = p.tx * ow / self.width, p.ty * oh / self.height
             if float(sx).is_integer() and float(sy).is_integer():

@@ -238,8 +238,15 @@ def build_transforms(cfg: Config) -> tuple[Any, Any]:
     from videoreid.data.transforms import ClipTransform
 
     d, a = cfg.data, cfg.data.augment
+    flip_rules = {}
+    if "pose" in d.modalities:
+        # a mirrored person swaps left/right joints and limbs, and PAF x components change sign
+        from videoreid.modalities.pose import FLIP_PERMUTATION, FLIP_SIGN
+
+        flip_rules["pose"] = (FLIP_PERMUTATION, FLIP_SIGN)
     train = ClipTransform(d.height, d.width, train=True, flip_p=a.flip, pad=a.pad,
-                          erasing_p=a.erasing, color_jitter=a.color_jitter)
+                          erasing_p=a.erasing, color_jitter=a.color_jitter,
+                          flip_rules=flip_rules)
     test = ClipTransform(d.height, d.width, train=False)
     return train, test
 

@@ -19,8 +19,8 @@ precomputes and caches maps (from either source) or keypoints (from the network)
 ``source="maps"`` reads that cache.
 
 Horizontal flips need :func:`~videoreid.modalities.pose.layout.flip_pose_maps` (left/right
-channels swapped, PAF x negated), which ``ClipTransform`` does not yet apply to ``pose``
-(harmless for AlignNet's default composite maps); see :mod:`~videoreid.modalities.pose.loader`.
+channels swapped, PAF x negated); ``ClipTransform`` applies that rule to ``pose`` through its
+``flip_rules`` (set by ``engine.builders.build_transforms``).
 """
 
 from videoreid.modalities.pose.cache import (

@@ -23,10 +23,8 @@ The third source, the OpenPose network fine-tuned inside the model, is not a loa
 
 Horizontal flip. A mirrored image needs mirrored maps *and* left/right channels swapped and
 PAF x components negated (:func:`~videoreid.modalities.pose.layout.flip_pose_maps`).
-``ClipTransform`` only mirrors maps spatially for names other than ``flow``. AlignNet's
-default composite maps (``paf_mode="abs"``, sets closed under left/right exchange) are
-unaffected by the missing channel swap; anything reading individual channels (or
-``paf_mode="signed"``) needs the flip rule in ``ClipTransform`` or ``data.augment.flip=0``.
+``engine.builders.build_transforms`` gives ``ClipTransform`` this rule
+(``FLIP_PERMUTATION``, ``FLIP_SIGN``) whenever ``pose`` is among ``data.modalities``.
 
 Missing data. Keypoints OpenPose did not find (``0, 0, 0``) give empty maps — that is part
 of the format. A missing *file* is an error naming it (``on_missing="error"``), or, with
