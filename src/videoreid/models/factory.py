@@ -13,8 +13,12 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from videoreid.models.aggregation import AGGREGATIONS, build_aggregation
+from videoreid.models.alignnet import build_alignnet
 from videoreid.models.backbones.resnet import build_backbone
 from videoreid.models.baseline import BaselineModel
+from videoreid.models.cmmanet import build_cmmanet
+from videoreid.models.gated_attention import build_gated_attention
+from videoreid.models.man import build_man
 from videoreid.models.rgsa_rgtr import build_rgsa_rgtr
 from videoreid.models.stan import build_stan
 
@@ -66,9 +70,13 @@ def build_baseline(
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "alignnet": build_alignnet,
     "baseline": build_baseline,
+    "cmmanet": build_cmmanet,
     "rgsa_rgtr": build_rgsa_rgtr,
     "stan": build_stan,
+    "man": build_man,
+    "gated_attention": build_gated_attention,
 }
 
 

@@ -1,0 +1,443 @@
+"""STAN (Li et al. 2018): receptive fields, diversity terms, enhancement E, temporal attention,
+masks, gradients, shapes (tiny backbone; one full-size ResNet-50 check marked slow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from videoreid.losses.attention import DiversityLoss
+from videoreid.models.factory import build_model
+from videoreid.models.output import ReIDOutput
+from videoreid.models.stan import (
+    STAN,
+    TemporalAttention,
+    TemporalEnhancement,
+    build_stan,
+    receptive_field_overlap,
+)
+
+H, W = 128, 64  # resnet_tiny → 4 × 2 grid (L = 8)
+
+
+def tiny(**kw) -> STAN:
+    torch.manual_seed(0)
+    kw.setdefault("num_classes", 5)
+    kw.setdefault("K", 3)
+    kw.setdefault("d", 16)
+    kw.setdefault("embed_dim", 12)
+    return build_stan(backbone="resnet_tiny", **kw)
+
+
+def clip(b: int = 2, t: int = 4, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, 3, H, W, generator=g)
+
+
+def q_reference(s: torch.Tensor, hellinger: bool) -> torch.Tensor:
+    """Eq. 9 / eq. 10 for one image, written out element by element: s is (K, L)."""
+    k = s.shape[0]
+    total = torch.zeros((), dtype=torch.float64)
+    for i in range(k):
+        for j in range(k):
+            if hellinger:
+                g = sum(math.sqrt(float(s[i, l]) * float(s[j, l])) for l in range(s.shape[1]))
+            else:
+                g = sum(float(s[i, l]) * float(s[j, l]) for l in range(s.shape[1]))
+            total += (g - (1.0 if i == j else 0.0)) ** 2
+    return total
+
+
+def diversity(maps: torch.Tensor, variant: str, batch: dict | None = None) -> torch.Tensor:
+    out = ReIDOutput(embedding=torch.zeros(1, 1), attention={"spatial": maps})
+    return DiversityLoss("spatial", variant=variant)(out, batch or {})
+
+
+# --------------------------------------------------------------------------- receptive fields
+
+
+def test_receptive_fields_are_distributions_with_documented_shapes():
+    model = tiny().eval()
+    with torch.no_grad():
+        out = model({"images": clip()})
+    s = out.attention["spatial"]
+    assert s.shape == (2, 4, 3, 4, 2)
+    assert (s >= 0).all()
+    torch.testing.assert_close(s.sum((-2, -1)), torch.ones(2, 4, 3))
+    # Random init: the fields are not uniform, i.e. they depend on the features.
+    assert (s - 1 / 8).abs().max() > 1e-3
+    assert out.attention["temporal"].shape == (2, 4, 3)
+    assert out.embedding.shape == (2, 12)
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(2))
+    assert out.metric_feature is out.embedding
+    assert out.logits is None  # eval mode
+
+
+def test_gated_features_are_attention_weighted_averages():
+    """Eq. 3 checked against an explicit sum over the L cells."""
+    model = tiny().eval()
+    feat = torch.randn(3, model.backbone_dim, 4, 2)
+    x, s = model.spatial_attention(feat)
+    ref = torch.einsum("nkhw,nchw->nkc", s, feat)
+    torch.testing.assert_close(x, ref)
+    # Eq. 1 for model k=1 by hand: w'ᵀ relu(W f + b), softmax over cells.
+    k, d = 1, 16
+    wk = model.spatial_attention.hidden.weight[k * d:(k + 1) * d, :, 0, 0]
+    bk = model.spatial_attention.hidden.bias[k * d:(k + 1) * d]
+    w2 = model.spatial_attention.score.weight[k, :, 0, 0]
+    f = feat.flatten(2).transpose(1, 2)  # (N, L, D)
+    e = F.relu(f @ wk.T + bk) @ w2
+    torch.testing.assert_close(s[:, k].flatten(1), torch.softmax(e, dim=1))
+
+
+# --------------------------------------------------------------------------- diversity terms
+
+
+@pytest.mark.parametrize("variant", ["hellinger", "q_prime"])
+def test_diversity_zero_for_disjoint_one_hot_and_k_k_minus_1_for_identical(variant):
+    k, l = 4, 8
+    disjoint = torch.zeros(k, l)
+    disjoint[torch.arange(k), torch.tensor([0, 3, 5, 7])] = 1.0
+    identical = torch.zeros(k, l)
+    identical[:, 2] = 1.0
+    assert float(diversity(disjoint.reshape(1, 1, k, 4, 2), variant)) == pytest.approx(0.0, abs=1e-4)
+    assert float(diversity(identical.reshape(1, 1, k, 4, 2), variant)) == pytest.approx(k * (k - 1))
+
+
+def test_hellinger_and_q_prime_on_hand_built_matrices():
+    # Two fields of L = 4 cells. Hand values:
+    # s1 = (1/2, 1/2, 0, 0), s2 = (0, 1/2, 1/2, 0).
+    # Hellinger: √s1·√s2 = 1/2, diagonal 1 → Q = 2·(1/2)² = 1/2.
+    # Q': s1·s1 = 1/2, s2·s2 = 1/2, s1·s2 = 1/4 → Q' = 2·(1/2)² + 2·(1/4)² = 5/8.
+    s = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0]])
+    maps = s.reshape(1, 1, 2, 2, 2)
+    assert float(diversity(maps, "hellinger")) == pytest.approx(0.5, abs=1e-4)  # 1e-12 clamp
+    assert float(diversity(maps, "q_prime")) == pytest.approx(5 / 8, abs=1e-6)
+    # Uniform identical fields: Hellinger hits its maximum K(K−1) while Q' does not, the
+    # difference sec. 3.3 describes (Q' also pulls each field towards one cell).
+    k, l = 3, 8
+    uni = torch.full((1, 1, k, 4, 2), 1 / l)
+    assert float(diversity(uni, "hellinger")) == pytest.approx(k * (k - 1), rel=1e-5)
+    expected = k * (1 / l - 1) ** 2 + k * (k - 1) / l**2
+    assert float(diversity(uni, "q_prime")) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["hellinger", "q_prime"])
+def test_diversity_on_model_output_matches_elementwise_reference(variant):
+    model = tiny(K=4).eval()
+    with torch.no_grad():
+        out = model({"images": clip(b=1, t=2)})
+    s = out.attention["spatial"]
+    ref = torch.stack([q_reference(s[0, n].flatten(1), variant == "hellinger") for n in range(2)])
+    got = DiversityLoss("spatial", variant=variant)(out, {})
+    assert float(got) == pytest.approx(float(ref.mean()), rel=1e-5)
+
+
+def test_identical_model_fields_give_maximal_hellinger_q():
+    """With the second linear map zeroed every model's field is uniform: Q = K(K−1)."""
+    model = tiny(K=4).eval()
+    with torch.no_grad():
+        model.spatial_attention.score.weight.zero_()
+        out = model({"images": clip(b=1, t=2)})
+    assert float(DiversityLoss("spatial")(out, {})) == pytest.approx(12.0, rel=1e-5)
+    assert float(receptive_field_overlap(out.attention["spatial"])) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_receptive_field_overlap_hand_values():
+    s = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    # BC(1,2) = 1/2, BC(1,3) = 0, BC(2,3) = 0 → mean over 3 pairs = 1/6.
+    assert float(receptive_field_overlap(s.reshape(1, 3, 2, 2))) == pytest.approx(1 / 6)
+    # Link to eq. 9: Q = Σ_{i≠j} BC² for distributions.
+    q = float(diversity(s.reshape(1, 1, 3, 2, 2), "hellinger"))
+    assert q == pytest.approx(2 * 0.25, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- temporal attention
+
+
+@pytest.mark.parametrize("temporal", ["softmax", "literal", "avg", "max"])
+def test_temporal_weights_sum_to_one_and_ignore_padded_frames(temporal):
+    model = tiny(temporal=temporal).eval()
+    with torch.no_grad():
+        if temporal in ("softmax", "literal"):
+            model.temporal_attention.weight.normal_(std=0.5)
+        mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+        out = model({"images": clip(), "frame_mask": mask})
+    w = out.attention["temporal"]
+    assert w.shape == (2, 4, 3)
+    torch.testing.assert_close(w.sum(1), torch.ones(2, 3))
+    assert (w[1, 2:] == 0).all()
+    if temporal != "literal":
+        assert (w >= 0).all()
+    if temporal == "avg":
+        torch.testing.assert_close(w[1, :2], torch.full((2, 3), 0.5))
+
+
+@pytest.mark.parametrize("temporal", ["softmax", "literal", "avg", "max"])
+@pytest.mark.parametrize("enhancement", ["second_order", "identity"])
+def test_padded_frames_do_not_change_the_embedding(temporal, enhancement):
+    """A clip with garbage padded frames encodes exactly like the clip without them."""
+    model = tiny(temporal=temporal, enhancement=enhancement).eval()
+    with torch.no_grad():
+        if temporal in ("softmax", "literal"):
+            model.temporal_attention.weight.normal_(std=0.5)
+        images = clip(b=1, t=4)
+        mask = torch.tensor([[True, True, True, False]])
+        padded = model({"images": images, "frame_mask": mask})
+        short = model({"images": images[:, :3]})
+    torch.testing.assert_close(padded.embedding, short.embedding, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(padded.attention["temporal"][:, :3], short.attention["temporal"],
+                               atol=1e-5, rtol=1e-4)
+    # Padded frames skip the backbone, so their receptive fields are exactly uniform.
+    torch.testing.assert_close(padded.attention["spatial"][0, 3], torch.full((3, 4, 2), 1 / 8))
+
+
+def test_softmax_and_literal_temporal_weights_by_hand():
+    torch.manual_seed(3)
+    x = torch.randn(2, 5, 3, 7)
+    soft = TemporalAttention(7, 3, "softmax")
+    lit = TemporalAttention(7, 3, "literal")
+    with torch.no_grad():
+        soft.weight.normal_()
+        lit.weight.normal_(std=0.1)
+        lit.bias.copy_(torch.tensor([2.0, 3.0, 4.0]))
+    pooled, w = soft(x)
+    e = torch.einsum("btkd,kd->btk", x, soft.weight)  # eq. 11
+    torch.testing.assert_close(w, torch.softmax(e, dim=1))
+    torch.testing.assert_close(pooled, (w[..., None] * x).sum(1))  # eq. 13
+    pooled, w = lit(x)
+    e = torch.einsum("btkd,kd->btk", x, lit.weight) + lit.bias
+    torch.testing.assert_close(w, e / e.sum(1, keepdim=True))  # eq. 12 as printed
+    torch.testing.assert_close(pooled, (w[..., None] * x).sum(1))
+
+
+def test_max_pooling_weights_count_winning_channels():
+    x = torch.tensor([[[[1.0, 5.0, 0.0, 2.0]], [[3.0, 1.0, 0.5, 9.0]]]])  # (B=1, T=2, K=1, D=4)
+    pooled, w = TemporalAttention(4, 1, "max")(x)
+    torch.testing.assert_close(pooled, torch.tensor([[[3.0, 5.0, 0.5, 9.0]]]))
+    torch.testing.assert_close(w, torch.tensor([[[0.25], [0.75]]]))
+
+
+# --------------------------------------------------------------------------- enhancement E
+
+
+def test_second_order_enhancement_matches_loop_reference():
+    """Supplement eq. 1–4 written frame by frame (with the readings in the module docstring)."""
+    torch.manual_seed(4)
+    b, t, k, d = 2, 5, 3, 6
+    enh = TemporalEnhancement(d, num_frames=4, sigma=2.0)  # t > num_frames: clamped positions
+    with torch.no_grad():
+        enh.pos_weight.normal_()
+        enh.pos_bias.normal_()
+    x = torch.randn(b, t, k, d)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, True]])
+    with torch.no_grad():
+        got = enh(x, mask)
+        ref = reference_enhancement(enh, x, mask)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def reference_enhancement(enh: TemporalEnhancement, x: torch.Tensor, mask: torch.Tensor):
+    b, t, k, d = x.shape
+    ref = torch.empty_like(x)
+    for bi in range(b):
+        for ki in range(k):
+            for i in range(t):
+                scores = []
+                for j in range(t):
+                    phi = float(x[bi, i, ki] @ x[bi, j, ki]) / math.sqrt(d)
+                    wij = float(enh.pos_weight[min(i, 3), min(j, 3)])
+                    psi = wij * math.exp(-abs(i - j) / 2.0) + float(enh.pos_bias[min(j, 3)])
+                    scores.append(phi + psi if mask[bi, j] else -math.inf)
+                c = torch.softmax(torch.tensor(scores), dim=0)
+                pooled = (c[:, None] * x[bi, :, ki]).sum(0)
+                ref[bi, i, ki] = enh.fcn(pooled) + x[bi, i, ki]
+    return ref
+
+
+def test_single_frame_clips_work_for_image_pretraining():
+    model = tiny(num_frames=6)
+    model.train()
+    out = model({"images": clip(b=3, t=1), "pids": torch.tensor([0, 1, 2])})
+    assert out.logits.shape == (3, 5)
+    assert out.attention["spatial"].shape == (3, 1, 3, 4, 2)
+    torch.testing.assert_close(out.attention["temporal"], torch.ones(3, 1, 3))
+    assert torch.isfinite(out.embedding).all()
+    base = tiny(spatial=False, enhancement="identity", temporal="avg").eval()
+    with torch.no_grad():
+        out = base({"images": clip(b=2, t=1)})
+    assert "spatial" not in out.attention
+    assert out.attention["temporal"].shape == (2, 1, 1)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"temporal": "literal"},
+        {"temporal": "max", "enhancement": "identity"},
+        {"spatial": False, "enhancement": "identity", "temporal": "avg"},
+    ],
+    ids=["full", "literal", "maxpool", "baseline"],
+)
+def test_gradients_reach_every_parameter(kw):
+    model = tiny(num_frames=4, **kw).train()
+    batch = {"images": clip(b=4, t=4), "pids": torch.tensor([0, 1, 2, 3])}
+    out = model(batch)
+    loss = F.cross_entropy(out.logits, batch["pids"])
+    loss = loss + (out.embedding * torch.randn_like(out.embedding)).sum()
+    if "spatial" in out.attention:
+        loss = loss + DiversityLoss("spatial")(out, batch)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_factory_builds_stan_and_rejects_unknown_arguments():
+    model = build_model("stan", 7, backbone="resnet_tiny", K=2, d=8)
+    assert isinstance(model, STAN) and model.K == 2
+    assert model.modalities == ("images",)
+    with pytest.raises(TypeError, match="valid"):
+        build_model("stan", 7, backbone="resnet_tiny", heads=3)
+    with pytest.raises(ValueError, match="temporal"):
+        build_stan(3, backbone="resnet_tiny", temporal="mean")
+    with pytest.raises(ValueError, match="enhancement"):
+        build_stan(3, backbone="resnet_tiny", enhancement="bilinear")
+
+
+def test_staged_training_groups_by_parameter_name():
+    """Sec. 4.2 freezes the CNN first: every backbone parameter is under ``backbone.``."""
+    model = tiny()
+    names = [n for n, _ in model.named_parameters()]
+    backbone = {n for n in names if n.startswith("backbone.")}
+    assert {f"backbone.{n}" for n, _ in model.backbone.named_parameters()} == backbone
+    assert {n.split(".")[0] for n in names} - {"backbone"} == {
+        "spatial_attention", "enhancement", "temporal_attention", "embed", "embed_bn", "classifier"
+    }
+
+
+@pytest.mark.slow
+def test_full_size_resnet50_shapes():
+    """Sec. 3.2: 256 × 128 frames, conv1..res5c → 8 × 4 grid of D = 2048; K = 6; 128-d output."""
+    torch.manual_seed(0)
+    model = build_stan(num_classes=10, backbone="resnet50").eval()
+    assert model.backbone_dim == 2048 and model.feat_dim == 128
+    assert model.embed.weight.shape == (128, 6 * 2048)
+    assert model.spatial_attention.hidden.weight.shape == (6 * 256, 2048, 1, 1)
+    with torch.no_grad():
+        out = model({"images": torch.randn(2, 2, 3, 256, 128)})
+    assert out.embedding.shape == (2, 128)
+    assert out.attention["spatial"].shape == (2, 2, 6, 8, 4)
+    assert out.attention["temporal"].shape == (2, 2, 6)
+    torch.testing.assert_close(out.attention["spatial"].sum((-2, -1)), torch.ones(2, 2, 6))
+    torch.testing.assert_close(out.embedding.norm(dim=1), torch.ones(2))
+
+
+def test_init_from_image_pretrained_checkpoint(tmp_path):
+    """Sec. 4.2: a one-frame (image) Baseline run initialises the video model's backbone."""
+    torch.manual_seed(5)
+    image_model = tiny(num_classes=9, spatial=False, enhancement="identity", temporal="avg")
+    with torch.no_grad():
+        for p in image_model.parameters():
+            p.add_(1.0)
+    path = tmp_path / "epoch_0001.pt"
+    torch.save({"model": image_model.state_dict(), "epoch": 1}, path)
+    video = tiny(num_classes=5, init_from=str(path))
+    for name, value in image_model.backbone.state_dict().items():
+        torch.testing.assert_close(video.backbone.state_dict()[name], value)
+    # Different identities and K: classifier and embedding FC keep their own init.
+    assert video.classifier.weight.shape == (5, 12)
+    assert video.embed.weight.shape == (12, 3 * 64)
+    torch.testing.assert_close(video.embed_bn.weight, image_model.embed_bn.weight)
+    with pytest.raises(ValueError, match="no tensor matches"):
+        torch.save({"model": {"unrelated.weight": torch.zeros(2)}}, tmp_path / "bad.pt")
+        tiny(init_from=str(tmp_path / "bad.pt"))
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "stan").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_configs_load_and_build(path):
+    from videoreid.config import load_config
+
+    cfg = load_config(path)
+    assert cfg.model.name == "stan"
+    args = dict(cfg.model.args, backbone="resnet_tiny", pretrained=None, init_from=None)
+    model = build_model("stan", 4, **args)
+    if cfg.data.dataset == "market1501":  # image pre-training: one-frame tracklets
+        assert cfg.data.train_sampler.args["length"] == 1 and not model.spatial
+    else:  # sec. 4.2: N = 6 restricted random frames; first frame of each segment at test
+        assert cfg.data.train_sampler.name == "restricted_random"
+        assert cfg.data.test_plan.name == "first_of_segments"
+        assert cfg.data.train_sampler.args["length"] == cfg.data.test_plan.args["length"] == 6
+    if "synthetic" not in path.stem:
+        assert (cfg.data.height, cfg.data.width) == (256, 128)
+        assert cfg.optim.name == "sgd" and cfg.optim.lr == 0.1
+        assert cfg.schedule.gamma == 0.1 and len(cfg.schedule.milestones) == 1
+        assert cfg.model.args["embed_dim"] == 128 and cfg.model.args["backbone"] == "resnet50"
+        if model.spatial:
+            assert model.K == 6
+
+
+# --------------------------------------------------------------------------- short training
+
+
+def test_short_synthetic_training_lowers_loss_and_beats_chance(tmp_path):
+    """Tiny backbone, synthetic MARS layout, restricted random sampling, first-of-segments
+    test clips, softmax CE (the paper's alternative to OIM, which learns too slowly from
+    scratch for a unit test) + Hellinger Q, through the project's trainer."""
+    import csv
+
+    import numpy as np
+
+    from videoreid.config import config_from_dict
+    from videoreid.engine import builders
+    from videoreid.evaluation.features import FeatureSet
+    from videoreid.evaluation.protocol import evaluate_features
+
+    cfg = config_from_dict({
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "data": {
+            "dataset": "mars", "root": str(tmp_path / "data"), "height": 64, "width": 32,
+            "synth": {"layout": "mars", "ids": 32, "cameras": 2, "preset": "easy",
+                      "height": 64, "width": 32,
+                      "args": {"keypoints": False, "tracklet_len": [8, 16]}},
+            "train_sampler": {"name": "restricted_random", "args": {"length": 4}},
+            "test_plan": {"name": "first_of_segments", "args": {"length": 4}},
+            "P": 4, "K": 2, "workers": 0, "augment": {"pad": 2},
+        },
+        "model": {"name": "stan", "args": {"backbone": "resnet_tiny", "last_stride": 1, "K": 2,
+                                           "d": 16, "embed_dim": 32, "num_frames": 4}},
+        "loss": [{"name": "ce"}, {"name": "diversity", "key": "spatial", "weight": 0.1}],
+        "optim": {"name": "adam", "lr": 3e-3},
+        "schedule": {"name": "constant"},
+        "train": {"epochs": 12, "iters_per_epoch": 8, "device": "cpu", "eval_every": 0,
+                  "checkpoint_every": 12, "progress": False},
+        "eval": {"metric": "cosine", "batch_size": 64},
+    })
+    summary = builders.train_from_config(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    ce = [float(r["loss/ce"]) for r in rows]
+    # Measured with this setting over training/data seeds (0, 0), (1, 0), (2, 2), (3, 3): loss
+    # ratio 0.62–0.72 and mAP − chance 0.11–0.25 (0.16 for the seeds used here).
+    assert np.mean(ce[-2:]) < 0.85 * ce[0], ce
+    m_ap = summary["metrics"]["mars/split0/market/mAP"]
+    fs = FeatureSet.load(tmp_path / "run" / "features.npz")
+    rng = np.random.default_rng(0)
+    chance = []
+    for _ in range(20):
+        fs.features = rng.standard_normal(fs.features.shape).astype(np.float32)
+        chance.append(evaluate_features(fs, "market", "cosine")["mAP"])
+    assert m_ap > np.mean(chance) + 0.08, (m_ap, np.mean(chance))
