@@ -32,8 +32,8 @@ Dataset: ``generate("mars", ids=--ids, cameras=--cameras, preset="occlusion", se
 Each run reports the process CPU time it used (the machine is shared; wall time is not
 meaningful). Example (the table in docs/methods/cmmanet.md)::
 
-    .venv/bin/python bench/cmmanet_ablation.py --out /tmp/cmmanet_ablation --steps 400 \
-        --json /tmp/cmmanet_ablation/results.json
+    .venv/bin/python bench/cmmanet_ablation.py --out runs/cmmanet_ablation --steps 400 \
+        --json runs/cmmanet_ablation/results.json
 """
 
 from __future__ import annotations

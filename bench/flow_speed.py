@@ -17,7 +17,7 @@ shared); OpenCV and torch use one thread.
 
 Usage::
 
-    .venv/bin/python bench/flow_speed.py [--repeats 3] [--out /tmp/flow_speed]
+    .venv/bin/python bench/flow_speed.py [--repeats 3] [--out runs/flow_speed]
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ Dataset: ``generate("mars", ids=--ids, cameras=--cameras, preset="occlusion", se
 
 Example (the table in docs/methods/man.md)::
 
-    .venv/bin/python bench/man_ablation.py --out /tmp/man_ablation --steps 200 \
-        --json /tmp/man_ablation/results.json
+    .venv/bin/python bench/man_ablation.py --out runs/man_ablation --steps 200 \
+        --json runs/man_ablation/results.json
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Reported per run:
 
 No GPU is needed or used. Example (the figures in docs/methods/rgsa_rgtr.md)::
 
-    python bench/rgsa_rgtr_memory.py --threads 1 --reps 2 --json /tmp/rgsa_rgtr_memory.json
+    python bench/rgsa_rgtr_memory.py --threads 1 --reps 2 --json runs/rgsa_rgtr_memory.json
 """
 
 from __future__ import annotations
