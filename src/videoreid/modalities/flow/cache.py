@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from videoreid.modalities.cache_paths import absolute, find_cache_dir
 from videoreid.modalities.flow.codec import DEFAULT_STEP, FORMAT, ZERO, read_flow, write_flow
 from videoreid.utils.io import atomic_write_json
 
@@ -49,10 +50,6 @@ META_VERSION = 1
 
 class FlowCacheError(RuntimeError):
     """A flow cache is absent, inconsistent or was built with other settings."""
-
-
-def _abs(path: str | os.PathLike[str]) -> str:
-    return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
 class FlowCache:
@@ -79,8 +76,8 @@ class FlowCache:
             raise ValueError(f"flow quantisation step must be > 0, got {step}")
         if not 0 < scale <= 1:
             raise ValueError(f"flow scale must be in (0, 1], got {scale}")
-        self.cache_dir = Path(_abs(cache_dir))
-        self.anchor = Path(_abs(anchor)) if anchor is not None else self.cache_dir.parent
+        self.cache_dir = Path(absolute(cache_dir))
+        self.anchor = Path(absolute(anchor)) if anchor is not None else self.cache_dir.parent
         self.estimator = dict(estimator)
         self.step = float(step)
         self.scale = float(scale)
@@ -158,7 +155,7 @@ class FlowCache:
         Raises:
             FlowCacheError: ``frame`` is not under the anchor folder.
         """
-        rel = os.path.relpath(_abs(frame), self.anchor)
+        rel = os.path.relpath(absolute(frame), self.anchor)
         if rel.startswith(os.pardir + os.sep) or rel == os.pardir or os.path.isabs(rel):
             raise FlowCacheError(f"frame {frame} is not under the flow cache's anchor folder "
                                  f"{self.anchor} (cache {self.cache_dir}); pass the dataset "
@@ -195,11 +192,5 @@ def find_cache(frame: str | os.PathLike[str], stop: str | os.PathLike[str] | Non
     Ancestors are searched from the frame's folder upwards, up to and including ``stop``
     (default: the filesystem root).
     """
-    d = Path(_abs(frame)).parent
-    stop_abs = Path(_abs(stop)) if stop is not None else None
-    while True:
-        if (d / dirname / META_NAME).is_file():
-            return FlowCache.open(d / dirname)
-        if d == stop_abs or d.parent == d:
-            return None
-        d = d.parent
+    found = find_cache_dir(frame, dirname, META_NAME, stop)
+    return FlowCache.open(found) if found is not None else None

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from videoreid.modalities.cache_paths import absolute, find_cache_dir
 from videoreid.modalities.pose.keypoints import keypoints_path
 from videoreid.modalities.pose.layout import NUM_MAPS
 from videoreid.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -45,10 +46,6 @@ KINDS = ("maps", "keypoints")
 
 class PoseCacheError(RuntimeError):
     """A pose cache is absent, inconsistent, or a file in it is missing or corrupt."""
-
-
-def _abs(path: str | os.PathLike[str]) -> str:
-    return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
 class PoseCache:
@@ -75,8 +72,8 @@ class PoseCache:
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"pose cache kind must be one of {KINDS}, got {kind!r}")
-        self.cache_dir = Path(_abs(cache_dir))
-        self.anchor = Path(_abs(anchor)) if anchor is not None else self.cache_dir.parent
+        self.cache_dir = Path(absolute(cache_dir))
+        self.anchor = Path(absolute(anchor)) if anchor is not None else self.cache_dir.parent
         self.kind = kind
         self.source = dict(source)
         self.stride, self.sigma, self.paf_threshold = int(stride), float(sigma), float(paf_threshold)
@@ -126,7 +123,7 @@ class PoseCache:
 
     # ------------------------------------------------------------------ paths
     def relative(self, frame: str | os.PathLike[str]) -> Path:
-        rel = os.path.relpath(_abs(frame), self.anchor)
+        rel = os.path.relpath(absolute(frame), self.anchor)
         if rel.startswith(".."):
             raise PoseCacheError(f"frame {frame} is outside the cache's anchor {self.anchor}")
         return Path(rel)
@@ -172,11 +169,5 @@ def find_pose_cache(frame: str | os.PathLike[str], stop: str | os.PathLike[str] 
     Ancestors are searched from the frame's folder upwards, up to and including ``stop``
     (default: the filesystem root).
     """
-    d = Path(_abs(frame)).parent
-    stop_abs = Path(_abs(stop)) if stop is not None else None
-    while True:
-        if (d / dirname / META_NAME).is_file():
-            return PoseCache.open(d / dirname)
-        if d == stop_abs or d.parent == d:
-            return None
-        d = d.parent
+    found = find_cache_dir(frame, dirname, META_NAME, stop)
+    return PoseCache.open(found) if found is not None else None
