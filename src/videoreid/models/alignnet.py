@@ -427,31 +427,6 @@ class AlignNet(nn.Module):
                           attention=attention)
 
 
-def build_alignnet(
-    num_classes: int,
-    backbone: str = "resnet50",
-    pretrained: str | None = None,
-    last_stride: int = 2,
-    pose_source: str = "keypoints",
-    pose_weights: str | None = None,
-    pose_stages: int = 6,
-    parts: bool = True,
-    temporal: str = "tap",
-    tap_hidden: int = 256,
-    tap_pooling: str = "weighted_mean",
-    part_pool: str = "sum",
-    paf_mode: str = "abs",
-    part_scale: float = 1.0,
-    learn_part_scale: bool = False,
-    bnneck: bool = False,
-    channels_last: bool = False,
-    init_from: str | None = None,
-) -> AlignNet:
-    """Factory builder for :class:`AlignNet` (arguments as there; the config's ``model.args``)."""
-    return AlignNet(num_classes, backbone=backbone, pretrained=pretrained,
-                    last_stride=last_stride, pose_source=pose_source, pose_weights=pose_weights,
-                    pose_stages=pose_stages, parts=parts, temporal=temporal,
-                    tap_hidden=tap_hidden, tap_pooling=tap_pooling, part_pool=part_pool,
-                    paf_mode=paf_mode, part_scale=part_scale,
-                    learn_part_scale=learn_part_scale, bnneck=bnneck,
-                    channels_last=channels_last, init_from=init_from)
+# The class's own constructor is the factory builder: its signature is what
+# ``build_model`` validates ``model.args`` against.
+build_alignnet = AlignNet

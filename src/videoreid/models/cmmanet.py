@@ -291,18 +291,6 @@ class CMMANet(nn.Module):
                           attention=attention)
 
 
-def build_cmmanet(
-    num_classes: int,
-    backbone: str = "resnet50",
-    pretrained: str | None = None,
-    K: int | Sequence[int] = 4,
-    mams: Sequence[str] = ("layer3", "layer4"),
-    hidden: int = 256,
-    bnneck: bool = False,
-    last_stride: int = 2,
-    channels_last: bool = False,
-) -> CMMANet:
-    """Factory builder for :class:`CMMANet` (arguments as there; the config's ``model.args``)."""
-    return CMMANet(num_classes, backbone=backbone, K=K, mams=mams, hidden=hidden,
-                   bnneck=bnneck, pretrained=pretrained, last_stride=last_stride,
-                   channels_last=channels_last)
+# The class's own constructor is the factory builder: its signature is what
+# ``build_model`` validates ``model.args`` against.
+build_cmmanet = CMMANet

@@ -1,8 +1,9 @@
 """Model builders by name: a plain dict, no import-time registration.
 
 ``build_model(name, num_classes, **kwargs)``: ``kwargs`` are the config's ``model.args``,
-checked against the builder's signature. Method modules add their builders to
-:data:`MODELS` here.
+checked against the builder's signature. A builder is a function or, where the model's
+constructor takes exactly the config's arguments, the model class itself (its ``__init__``
+signature is then the one checked), so no forwarding wrapper repeats the argument list.
 """
 
 from __future__ import annotations

@@ -515,37 +515,6 @@ class RGSARGTR(nn.Module):
         )
 
 
-def build_rgsa_rgtr(
-    num_classes: int,
-    *,
-    backbone: str = "resnet50",
-    pretrained: str | None = None,
-    last_stride: int = 1,
-    r1: int = 32,
-    r2: int = 256,
-    rgsa: bool = True,
-    rgtr: bool = True,
-    relation: str = "difference",
-    relation_impl: str = "projected",
-    seq_len: int = 8,
-    image_size: Sequence[int] = (256, 128),
-    frame_feature: str = "spatial",
-    channels_last: bool = False,
-) -> RGSARGTR:
-    """Builder for :data:`videoreid.models.factory.MODELS` ``["rgsa_rgtr"]``; see :class:`RGSARGTR`."""
-    return RGSARGTR(
-        num_classes,
-        backbone,
-        pretrained=pretrained,
-        last_stride=last_stride,
-        r1=r1,
-        r2=r2,
-        rgsa=rgsa,
-        rgtr=rgtr,
-        relation=relation,
-        relation_impl=relation_impl,
-        seq_len=seq_len,
-        image_size=image_size,
-        frame_feature=frame_feature,
-        channels_last=channels_last,
-    )
+# The class's own constructor is the factory builder: its signature is what
+# ``build_model`` validates ``model.args`` against.
+build_rgsa_rgtr = RGSARGTR

@@ -361,30 +361,9 @@ class STAN(nn.Module):
                           attention=attention)
 
 
-def build_stan(
-    num_classes: int,
-    backbone: str = "resnet50",
-    pretrained: str | None = None,
-    K: int = 6,
-    d: int = 256,
-    embed_dim: int = 128,
-    enhancement: str = "second_order",
-    temporal: str = "softmax",
-    spatial: bool = True,
-    last_stride: int = 2,
-    num_frames: int = 6,
-    sigma: float = 1.0,
-    similarity_scale: float | None = None,
-    embed_bn: bool = True,
-    channels_last: bool = False,
-    init_from: str | None = None,
-) -> STAN:
-    """Factory builder for :class:`STAN` (arguments as there; the config's ``model.args``)."""
-    return STAN(num_classes, backbone=backbone, K=K, d=d, embed_dim=embed_dim,
-                enhancement=enhancement, temporal=temporal, spatial=spatial,
-                pretrained=pretrained, last_stride=last_stride, num_frames=num_frames,
-                sigma=sigma, similarity_scale=similarity_scale, embed_bn=embed_bn,
-                channels_last=channels_last, init_from=init_from)
+# The class's own constructor is the factory builder: its signature is what
+# ``build_model`` validates ``model.args`` against.
+build_stan = STAN
 
 
 def load_matching(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, list[str]]:
