@@ -329,7 +329,7 @@ class AlignNet(nn.Module):
             nn.init.normal_(self.classifier.weight, std=0.001)
             nn.init.zeros_(self.classifier.bias)
         if init_from:
-            from videoreid.models.stan import load_matching
+            from videoreid.models.backbones.pretrained import load_matching
 
             load_matching(self, init_from)
 

@@ -73,13 +73,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from videoreid.models.backbones.pretrained import read_state_dict
+from videoreid.models.backbones.pretrained import load_matching
 from videoreid.models.backbones.resnet import build_backbone
 from videoreid.models.baseline import run_backbone_on_frames
 from videoreid.models.layers import fold_time, unfold_time
@@ -364,38 +363,6 @@ class STAN(nn.Module):
 # The class's own constructor is the factory builder: its signature is what
 # ``build_model`` validates ``model.args`` against.
 build_stan = STAN
-
-
-def load_matching(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Copy every tensor of the checkpoint at ``path`` whose name and shape match ``model``'s.
-
-    Accepts a plain state dict or a trainer checkpoint (``{"model": state_dict, ...}``).
-
-    Returns:
-        ``{"loaded": [...], "shape_mismatch": [...], "missing": [...], "unexpected": [...]}``;
-        everything not loaded is also logged as a warning.
-    Raises:
-        ValueError: nothing in the file matches the model (wrong file).
-    """
-    state = read_state_dict(path)
-    own = model.state_dict()
-    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
-    report = {
-        "loaded": loaded,
-        "shape_mismatch": [k for k, v in state.items() if k in own and own[k].shape != v.shape],
-        "missing": [k for k in own if k not in state and not k.endswith("num_batches_tracked")],
-        "unexpected": [k for k in state if k not in own],
-    }
-    if not loaded:
-        raise ValueError(f"{os.fspath(path)}: no tensor matches {type(model).__name__} "
-                         f"(file keys: {list(state)[:5]}...)")
-    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    for what in ("shape_mismatch", "missing", "unexpected"):
-        if report[what]:
-            log.warning("%s: %d %s keys not loaded: %s", os.fspath(path), len(report[what]),
-                        what.replace("_", " "), report[what])
-    log.info("%s: loaded %d tensors into %s", os.fspath(path), len(loaded), type(model).__name__)
-    return report
 
 
 def receptive_field_overlap(spatial: Tensor) -> Tensor:
