@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -204,14 +203,11 @@ def run_variant(variant: str, args: argparse.Namespace, seed: int) -> dict[str, 
     }
 
 
-def chance_map(split: Any, draws: int = 50) -> float:
-    from videoreid.evaluation.rank import evaluate
+def chance_map(split: Any) -> float:
+    """Expected mAP of a random ranking under the split's protocol (exact, no draws)."""
+    from videoreid.evaluation.chance import split_chance
 
-    rng = np.random.default_rng(0)
-    q = ([t.pid for t in split.query], [t.camid for t in split.query])
-    g = ([t.pid for t in split.gallery], [t.camid for t in split.gallery])
-    return float(np.mean([evaluate(rng.random((len(q[0]), len(g[0]))), q[0], g[0], q[1], g[1],
-                                   protocol=split.protocol)["mAP"] for _ in range(draws)]))
+    return split_chance(split)["mAP"]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from videoreid.cli.demo import expected_random_ap
+from videoreid.evaluation.chance import expected_random_ap
 from videoreid.evaluation.rank import evaluate
 
 

@@ -345,9 +345,9 @@ def test_short_training_lowers_loss_and_beats_chance(synth_cfg, tmp_path, capsys
     """`videoreid train` on synthetic data; then `extract` and `evaluate` on its checkpoint."""
     import json
 
-    from videoreid.cli.demo import chance_metrics
     from videoreid.cli.main import main
     from videoreid.config import save_resolved
+    from videoreid.evaluation.chance import chance_metrics
     from videoreid.evaluation.features import FeatureSet
 
     run = tmp_path / "run"
