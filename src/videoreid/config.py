@@ -458,9 +458,37 @@ def _validate(cfg: Config) -> None:
 # ------------------------------------------------------------------ files and overrides
 
 
+def packaged_configs() -> Path:
+    """The folder of configs shipped inside the package (``videoreid/configs``)."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file path, or a shipped config by name (``stan/mars`` → ``configs/stan/mars.yaml``).
+
+    A path that exists wins; otherwise ``name`` (with or without ``.yaml``, with or without a
+    leading ``configs/``) is looked up among the configs shipped with the package.
+
+    Raises:
+        ConfigError: neither a file nor a shipped config of that name exists.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    rel = Path(*path.parts[1:]) if path.parts[:1] == ("configs",) else path
+    for candidate in (rel, rel.with_name(rel.name + ".yaml")):
+        shipped = packaged_configs() / candidate
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(
+        f"config file not found: {name} (neither a file nor a shipped config; shipped configs "
+        f"are named like 'stan/mars', see {packaged_configs()})"
+    )
+
+
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a YAML config, resolving ``_base_`` parents (relative to the file)."""
-    path = Path(path).resolve()
+    path = (resolve_config_path(path) if not _seen else Path(path)).resolve()
     if path in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, path))
         raise ConfigError(f"circular _base_ chain: {chain}")

@@ -41,8 +41,10 @@ QUICK = [
 
 
 def default_config() -> Path:
-    """``configs/demo.yaml`` of the checkout this package runs from."""
-    return Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+    """The shipped ``configs/demo.yaml`` (package data, so an installed wheel has it too)."""
+    from videoreid.config import packaged_configs
+
+    return packaged_configs() / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-features": ("videoreid.cli.evaluate_features", "evaluate a feature file"),
     "flow": ("videoreid.cli.flow", "precompute optical flow for a dataset"),
     "pose": ("videoreid.cli.pose", "precompute pose keypoints/maps for a dataset"),
+    "ablate": ("videoreid.cli.ablate", "run the rows of a paper table over seeds: intervals, deltas"),
+    "package": ("videoreid.cli.package", "write a self-describing model package from a run"),
+    "embed": ("videoreid.cli.embed", "embed tracks (video + MOT file, crop folders, datasets)"),
+    "index": ("videoreid.cli.index", "build / search a gallery index"),
+    "export": ("videoreid.cli.export", "export a model package to ONNX or TorchScript"),
+    "visualize": ("videoreid.cli.visualize", "write report.html for a run: metrics, CMC, attention"),
 }
 
 
