@@ -17,7 +17,7 @@ left out, a few MB at B = 72), backward, Adam step.
 
 Reported per run: ``peak_MB``, the peak resident-set growth during one steady-state step
 (VmHWM after the step minus VmRSS before it; the method of ``bench/rgsa_rgtr_memory.py``,
-whose helpers this script uses), with gradients of the previous step freed first. The
+whose ``steady_state_steps`` this script uses), with gradients of the previous step freed first. The
 ratio column is each mode's peak over the fp32 peak measured in the same run.
 
 Extrapolation to the paper batch (labelled EXTRAPOLATED in the table): the backbones fold
@@ -43,11 +43,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rgsa_rgtr_memory import _reset_peak, _rss_kb, _trim  # noqa: E402  (same measurement)
+from rgsa_rgtr_memory import steady_state_steps  # noqa: E402  (the same measurement)
 
 MB = 1024**2
 MODES = ("fp32", "ckpt", "bf16", "bf16+ckpt")
@@ -94,22 +93,7 @@ def _worker(target: str, mode: str, batch: int, t: int, reps: int, threads: int)
         objective(outputs_to_float(out), data)["total"].backward()
         opt.step()
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    step()  # warm-up: allocates gradients and Adam state
-    times, cpu = [time.perf_counter() - t0], [time.process_time() - c0]
-    peaks = []
-    for _ in range(reps):
-        opt.zero_grad(set_to_none=True)
-        _trim()
-        before = _rss_kb("VmRSS")
-        ok = _reset_peak()
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        hwm = _rss_kb("VmHWM")
-        if ok and before is not None and hwm is not None:
-            peaks.append(hwm - before)
+    times, cpu, peaks = steady_state_steps(step, lambda: opt.zero_grad(set_to_none=True), reps)
     if not peaks:
         raise RuntimeError("VmHWM cannot be reset here (/proc/self/clear_refs); no peak measured")
     n_params = sum(p.numel() for p in model.parameters())
@@ -147,7 +131,8 @@ def _table(results: list[dict], modes: list[str]) -> str:
             slope = (rs[1]["peak_MB"] - rs[0]["peak_MB"]) / (f2 - f1)
             ext = (rs[0]["peak_MB"] + (pb * pt - f1) * slope + rs[0]["static_MB"]) / 1024
             ratio = f"{rs[1]['peak_MB'] / ref['peak_MB']:.2f}" if ref else "-"
-            measured = ", ".join(f"{b * t} -> {r['peak_MB']:.0f}" for (b, t), r in zip(points, rs))
+            measured = ", ".join(f"{b * t} -> {r['peak_MB']:.0f}" for (b, t), r in
+                                 zip(points, rs, strict=True))
             lines.append(f"| {name} ({h}x{w}) | {mode} | {measured} | {ratio} | "
                          f"{rs[1]['cpu_s']:.1f} | {ext:.1f} at {pb}x{pt} frames |")
     return "\n".join(lines)
