@@ -232,8 +232,10 @@ class GalleryIndex:
             queries: query store (same model as the gallery).
             k: results per query.
             exclude_same_camera: drop gallery rows seen by the query's camera.
-            block: queries per distance block (exact kind; default keeps a block under
-                ~64 MB).
+            block: queries per distance block (exact kind). The default, 4096 queries (the
+                evaluation's own block) unless a block would exceed ~256 MB, gives distances
+                bit-identical to the evaluation's: a matrix product's last bits depend on
+                its shape, so another block size may swap exactly-near ties.
 
         The query's own track (same tracklet id) is never returned.
         """
@@ -245,7 +247,7 @@ class GalleryIndex:
         if self.kind == "exact":
             from videoreid.evaluation.distance import compute_distance
 
-            block = block or max(1, (1 << 24) // max(ng, 1))
+            block = block or max(1, min(4096, (1 << 26) // max(ng, 1)))
             idx = np.full((nq, k), -1, dtype=np.int64)
             dist = np.full((nq, k), np.inf, dtype=np.float32)
             for a in range(0, nq, block):
