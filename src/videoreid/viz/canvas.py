@@ -145,7 +145,7 @@ def encode_image(img: np.ndarray, fmt: str = "png", *, quality: int = 85,
     im = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8), "RGB")
     buf = io.BytesIO()
     if fmt == "png":
-        im.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
+        im.quantize(colors=colors, method=Image.Quantize.FASTOCTREE).save(buf, "PNG", optimize=True)
     elif fmt in ("jpeg", "jpg"):
         im.save(buf, "JPEG", quality=quality, optimize=True)
     else:

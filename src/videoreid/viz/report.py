@@ -187,7 +187,8 @@ class _Page:
     def raw(self, markup: str) -> None:
         self.parts.append(markup)
 
-    def img(self, path: Path, alt: str, cls: str = "", picture: np.ndarray | None = None) -> str:
+    def img(self, path: Path, alt: str, cls: str = "", picture: np.ndarray | None = None,
+            maps: Sequence[str] | None = None) -> str:
         """A figure showing ``path``; a composed ``picture`` (the array saved at ``path``) is
         embedded as a JPEG instead, several times smaller than the PNG for photos."""
         if picture is not None:
@@ -197,7 +198,9 @@ class _Page:
             uri = data_uri(path.read_bytes(), mime)
         self.images.append(path)
         rel = path.relative_to(self.run_dir).as_posix()
-        return (f'<figure class="{cls}"><img src="{uri}" alt="{_esc(alt)}" title="{_esc(rel)}">'
+        extra = f' data-maps="{_esc(",".join(maps))}"' if maps is not None else ""
+        return (f'<figure class="{cls}"{extra}><img src="{uri}" alt="{_esc(alt)}" '
+                f'title="{_esc(rel)}">'
                 f'<figcaption>{_esc(alt)} <span class="file">({_esc(rel)})</span></figcaption>'
                 "</figure>")
 
@@ -474,13 +477,14 @@ class _AttentionRunner:
         return load_clip(tracklet, indices, mask, self.transform, None, self.modalities), indices
 
     def pictures(self, tracklets: Sequence[Any], titles: Sequence[list[str]],
-                 batch_size: int = 8) -> list[np.ndarray]:
+                 batch_size: int = 8) -> list[tuple[np.ndarray, list[str]]]:
+        """Per tracklet: its attention picture and the names of the maps drawn on it."""
         import torch
 
         from videoreid.data.clips import collate_clips
         from videoreid.data.decode import decode_image
         from videoreid.engine.trainer import move_to_device
-        from videoreid.viz.attention import flow_picture, render_attention
+        from videoreid.viz.attention import flow_picture, map_names, render_attention
 
         out = []
         for s in range(0, len(tracklets), batch_size):
@@ -496,8 +500,9 @@ class _AttentionRunner:
                 flow = batch.get("flow")
                 if isinstance(flow, torch.Tensor) and flow.dim() == 5 and flow.shape[2] == 2:
                     streams["flow"] = [flow_picture(f) for f in flow[i].numpy()]
-                out.append(render_attention(frames, att, index=i, streams=streams,
-                                            title=titles[s + i]))
+                out.append((render_attention(frames, att, index=i, streams=streams,
+                                             title=titles[s + i]),
+                            map_names(att, self.length)))
         return out
 
 
@@ -553,10 +558,11 @@ def _queries_section(page: _Page, run: _Run, protocol: str, *, queries: int, top
                                              " (other id)"),
                             f"id {pid_label(g)} · cam {camera_label(fs.dataset, g.camid)}"]
                            for r, g in enumerate(shown[1:], start=1)]
-                for k, img in enumerate(runner.pictures(shown, titles)):
+                for k, (img, names) in enumerate(runner.pictures(shown, titles)):
                     name = "query" if k == 0 else f"match{k}"
                     p = save_image(img, images / f"attention_{tag}_{name}.png")
-                    page.raw(page.img(p, f"attention, {titles[k][0]}", "att", picture=img))
+                    page.raw(page.img(p, f"attention, {titles[k][0]}: {', '.join(names)}",
+                                      "att", picture=img, maps=names))
                     summary["attention_pictures"] += 1
             page.raw("</div>")
             summary["queries"] += 1
