@@ -44,7 +44,7 @@ from videoreid.evaluation.rerank import re_ranking_features
 
 log = logging.getLogger(__name__)
 
-# Each dataset's usual protocol (``shared/datasets.md``); MARS has three, ``market`` is the
+# Each dataset's usual protocol (``docs/datasets.md``); MARS has three, ``market`` is the
 # most common in open-source code.
 DEFAULT_PROTOCOLS: dict[str, str] = {
     "mars": "market",
