@@ -189,7 +189,7 @@ def _row(label: Sequence[str], tiles: Sequence[np.ndarray], font_size: int) -> n
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+    return "0" if abs(v) < 5e-4 else f"{v:.3g}"  # 1e-19 of a softmax is zero to a reader
 
 
 def _spatial_rows(view: MapView, streams: Mapping[str, np.ndarray],

@@ -127,6 +127,7 @@ def plot_cmc(
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_xlim(0.5, max_rank + 0.5)
+    ax.set_xticks([1, *range(5, max_rank + 1, 5)])
     ax.set_ylim(0, 101)
     ax.grid(alpha=0.3)
     if curves:

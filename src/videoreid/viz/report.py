@@ -558,7 +558,13 @@ def _queries_section(page: _Page, run: _Run, protocol: str, *, queries: int, top
                                              " (other id)"),
                             f"id {pid_label(g)} · cam {camera_label(fs.dataset, g.camid)}"]
                            for r, g in enumerate(shown[1:], start=1)]
-                for k, (img, names) in enumerate(runner.pictures(shown, titles)):
+                pictures = runner.pictures(shown, titles)
+                if not any(names for _, names in pictures):  # say it once, draw nothing
+                    page.p(f"no attention pictures: model {run.cfg.model.name} "
+                           f"{run.cfg.model.args} returns no attention maps", "note")
+                    runner = None
+                    pictures = []
+                for k, (img, names) in enumerate(pictures):
                     name = "query" if k == 0 else f"match{k}"
                     p = save_image(img, images / f"attention_{tag}_{name}.png")
                     page.raw(page.img(p, f"attention, {titles[k][0]}: {', '.join(names)}",
