@@ -131,30 +131,41 @@ def first_match_ranks(index: Any, queries: Any, exclude_same_camera: bool) -> np
 
 
 def _picture(index: Any, queries: Any, result: Any, path: Path, n: int, topk: int) -> Path:
+    """One row per query: its crops, then its top-``topk`` gallery tracks (green/red when
+    both sides carry identity labels, gray when unknown), via :mod:`videoreid.viz.ranking`."""
     from videoreid.data.tracklet import Tracklet
     from videoreid.inference.predictor import folder_frames
-    from videoreid.viz.ranking import plot_ranked_results
+    from videoreid.viz.canvas import label_bar, save_image, vstack
+    from videoreid.viz.ranking import render_ranked_list, tracklet_frames
 
-    def tracklet(store: Any, i: int, offset: int) -> Tracklet:
+    def frames(store: Any, i: int) -> list[np.ndarray]:
         src = Path(str(store.sources[i]))
         if not src.is_dir():
             raise FileNotFoundError(f"crops of {store.features.tracklet_ids[i]} not found at "
                                     f"{src} (the picture needs the crops kept by embed)")
-        pid = int(store.features.pids[i])
-        return Tracklet(folder_frames(src), pid=pid if pid >= 0 else -2 - offset - i,  # unlabelled: never "same identity"
-                        camid=int(store.features.camids[i]),
-                        meta={"orig_pid": int(store.track_ids[i])})
+        return tracklet_frames(Tracklet(folder_frames(src), pid=-1, camid=0), 4)
 
-    chosen = np.linspace(0, len(queries) - 1, num=min(n, len(queries))).round().astype(int)
-    qs, rankings = [], []
-    for i in np.unique(chosen):
-        qs.append(tracklet(queries, int(i), 0))
-        rankings.append([(tracklet(index.gallery, int(j), len(queries)), float(d))
-                         for j, d in zip(result.indices[i][:topk], result.distances[i][:topk],
-                                         strict=True) if j >= 0])
-    return plot_ranked_results(qs, rankings, path,
-                               title=f"{queries.features.dataset}: query track (left), top-{topk} "
-                                     "gallery tracks; labels are track ids, green = same identity")
+    q, g = queries.features, index.gallery.features
+    rows = []
+    for i in np.unique(np.linspace(0, len(q) - 1, num=min(n, len(q))).round().astype(int)):
+        shown = [(int(j), float(d)) for j, d in zip(result.indices[i][:topk],
+                                                     result.distances[i][:topk], strict=True)
+                 if j >= 0]
+        known = q.pids[i] >= 0
+        rows.append(render_ranked_list(
+            frames(queries, int(i)), [frames(index.gallery, j) for j, _ in shown],
+            [bool(g.pids[j] == q.pids[i]) if known and g.pids[j] >= 0 else None
+             for j, _ in shown],
+            [[f"#{r} {g.tracklet_ids[j]}", f"frames {index.gallery.frame_start[j]}-"
+              f"{index.gallery.frame_end[j]}", f"d = {d:.3g}"]
+             for r, (j, d) in enumerate(shown, start=1)],
+            query_label=[f"query {q.tracklet_ids[i]}",
+                         f"frames {queries.frame_start[i]}-{queries.frame_end[i]}"]))
+    img = vstack(rows, gap=14)
+    title = (f"{q.dataset}: each query track beside its {topk} nearest gallery tracks "
+             "(green/red: same/other identity where labels exist, gray: unknown)")
+    img = vstack([label_bar(title, img.shape[1], 18, bold_first=True), img], gap=4)
+    return save_image(img, path)
 
 
 def _search(args: argparse.Namespace) -> int:
