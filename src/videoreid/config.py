@@ -268,6 +268,10 @@ class EvalConfig:
             feature ``after``, ``both`` or ``none``.
         batch_size: clips per forward pass at test time (bounds memory).
         max_rank: length of the reported CMC.
+        precision: inference precision: ``auto`` (bf16 autocast where the device computes
+            bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
+        channels_last: run convolutions in channels-last memory format at test time.
+        compile: ``torch.compile`` the model for extraction (first batch compiles).
     """
 
     protocol: str | None = None
@@ -277,6 +281,9 @@ class EvalConfig:
     normalize: str = "none"
     batch_size: int = 32
     max_rank: int = 50
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
 
 
 @dataclass
@@ -302,6 +309,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
+    "eval.precision": ("auto", "fp32", "bf16", "fp16"),
 }
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "seed_everything",
     "git_revision",
     "write_run_info",
+    "inference_options",
     "prepare_data_root",
     "generate_in_subprocess",
     "build_splits",
@@ -464,6 +465,12 @@ def _summarise(result: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def inference_options(cfg: Config) -> dict[str, Any]:
+    """``extract_features`` keyword arguments from ``cfg.eval`` (precision, layout, compile)."""
+    e = cfg.eval
+    return {"precision": e.precision, "channels_last": e.channels_last, "compile": e.compile}
+
+
 def evaluate_model(
     model: nn.Module,
     split: ReIDSplit,
@@ -490,7 +497,8 @@ def evaluate_model(
     e = cfg.eval
     fs = extract_split(model, split, plan, test_tf, batch_size=e.batch_size, device=device,
                        normalize=e.normalize, workers=cfg.data.workers, modalities=modalities,
-                       amp=cfg.train.amp, progress=cfg.train.progress)
+                       amp=cfg.train.amp, progress=cfg.train.progress,
+                       **inference_options(cfg))
     protocol = protocol or e.protocol or split.protocol
     result = dict(evaluate_features(
         fs, protocol, e.metric,
