@@ -245,9 +245,11 @@ def build_transforms(cfg: Config) -> tuple[Any, Any]:
         from videoreid.modalities.pose import FLIP_PERMUTATION, FLIP_SIGN
 
         flip_rules["pose"] = (FLIP_PERMUTATION, FLIP_SIGN)
+    # uint8 clips from the workers; colour, normalisation and erasing run batched on the
+    # training device (the Trainer applies train.finish_batch to each batch)
     train = ClipTransform(d.height, d.width, train=True, flip_p=a.flip, pad=a.pad,
                           erasing_p=a.erasing, color_jitter=a.color_jitter,
-                          flip_rules=flip_rules)
+                          flip_rules=flip_rules, output="uint8")
     test = ClipTransform(d.height, d.width, train=False)
     return train, test
 
