@@ -242,6 +242,8 @@ class TrainConfig:
         eval_every: evaluate every N epochs (0 = only at the end).
         resume: ``false``; ``true`` = newest checkpoint in the run directory; or a path.
         progress: tqdm progress bars on the main process (off when not a terminal).
+        threads: torch CPU threads; 0 = the cores left after ``data.workers`` (see
+            ``videoreid.engine.threads``; the choice is written to ``run_info.json``).
     """
 
     epochs: int = 800
@@ -253,6 +255,7 @@ class TrainConfig:
     eval_every: int = 50
     resume: bool | str = False
     progress: bool = True
+    threads: int = 0
 
 
 @dataclass
@@ -443,6 +446,8 @@ def _validate(cfg: Config) -> None:
     for key in ("P", "K", "height", "width"):
         if getattr(d, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(d, key)}")
+    if cfg.train.threads < 0:
+        raise ConfigError(f"train.threads must be >= 0 (0 = automatic), got {cfg.train.threads}")
     if d.workers < 0:
         raise ConfigError(f"data.workers must be >= 0, got {d.workers}")
     if cfg.train.epochs < 0:

@@ -27,6 +27,7 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import platform
 import random
 import subprocess
@@ -62,6 +63,7 @@ from videoreid.engine.hooks import (
     ParamFreezeHook,
     TensorBoardHook,
 )
+from videoreid.engine.threads import apply_thread_plan, plan_threads
 from videoreid.engine.trainer import Trainer
 from videoreid.utils.io import atomic_write_json
 
@@ -127,8 +129,9 @@ def git_revision(path: str | Path | None = None) -> str:
         return "unknown"
 
 
-def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) -> dict[str, Any]:
-    """Write ``run_info.json`` (git revision, versions, device, command line)."""
+def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
+                   threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``run_info.json`` (git revision, versions, device, threads, command line)."""
     info = {
         "git_revision": git_revision(),
         "torch": torch.__version__,
@@ -142,6 +145,8 @@ def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) ->
         "world_size": dist.world_size,
         "argv": sys.argv,
     }
+    if threads is not None:
+        info["threads"] = threads
     atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
@@ -643,11 +648,25 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         of ``evaluation.protocol.format_table`` (per split and mean ± std for ``"all"``).
     """
     dist, device = init_distributed(cfg.train.device)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    thread_plan = plan_threads(cfg.data.workers, cfg.train.threads,
+                               local_world_size=local_ranks)
+    threads_before = torch.get_num_threads()
+    apply_thread_plan(thread_plan)  # restored on return: a library call leaves no trace
+    log.info("threads: %s", thread_plan.note)
+    try:
+        return _train_from_config(cfg, dist, device, thread_plan)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
+                       thread_plan: Any) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_resolved(cfg, run_dir)
-        write_run_info(run_dir, device, dist)
+        write_run_info(run_dir, device, dist, threads=thread_plan.as_dict())
     splits = build_splits(cfg)
     per_split, feature_sets, results = [], [], []
     for split in splits:
