@@ -242,6 +242,9 @@ class TrainConfig:
         eval_every: evaluate every N epochs (0 = only at the end).
         resume: ``false``; ``true`` = newest checkpoint in the run directory; or a path.
         progress: tqdm progress bars on the main process (off when not a terminal).
+        activation_checkpointing: recompute backbone activations in the backward pass to
+            save memory: ``false``, ``true`` (every stage) or a list of stage names
+            (``stem``, ``layer1`` … ``layer4``); see ``engine.memory``.
         threads: torch CPU threads; 0 = the cores left after ``data.workers`` (see
             ``videoreid.engine.threads``; the choice is written to ``run_info.json``).
     """
@@ -255,6 +258,7 @@ class TrainConfig:
     eval_every: int = 50
     resume: bool | str = False
     progress: bool = True
+    activation_checkpointing: bool | list[str] = False
     threads: int = 0
 
 

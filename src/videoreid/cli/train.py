@@ -29,8 +29,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"videoreid train: {e}", file=sys.stderr)
         return 2
+    from videoreid.models.backbones.weights import WeightsError
+
     try:
         summary = train_from_config(cfg)
+    except (ConfigError, WeightsError) as e:  # refused config, weights unavailable: no traceback
+        print(f"videoreid train: {e}", file=sys.stderr)
+        return 2
     finally:
         cleanup()
     if get_dist_info().is_main:

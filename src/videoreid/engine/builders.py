@@ -63,8 +63,16 @@ from videoreid.engine.hooks import (
     ParamFreezeHook,
     TensorBoardHook,
 )
+from videoreid.engine.memory import apply_activation_checkpointing
 from videoreid.engine.threads import apply_thread_plan, plan_threads
 from videoreid.engine.trainer import Trainer
+from videoreid.engine.weights_check import (
+    check_pretrained_choice,
+    record_weights,
+    refuse_random_backbones,
+    weights_report,
+)
+from videoreid.models.backbones.weights import describe_weights
 from videoreid.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -392,8 +400,9 @@ def build_optimizer(
     with (list specific prefixes first), else to the default group. Groups carry
     ``base_lr = lr × lr_mult`` for the schedule. ``frozen`` groups are left out of the
     optimiser with ``requires_grad=False``; ``freeze_epochs`` groups are in it and frozen
-    for the first epochs by the returned :class:`FreezeSpec` s (use with
-    :class:`ParamFreezeHook`). Parameters of ``objective`` (if any) are named
+    for the first epochs. Both come back as :class:`FreezeSpec` s: use them with
+    :class:`ParamFreezeHook`, which also keeps the groups' BatchNorm layers in eval mode
+    while frozen (else their running statistics would keep moving). Parameters of ``objective`` (if any) are named
     ``objective.<name>``. Parameters that already have ``requires_grad=False`` (e.g. a BNNeck
     shift) are left alone.
 
@@ -426,6 +435,8 @@ def build_optimizer(
             for p in params:
                 p.requires_grad_(False)
             log.info("param group %r: %d tensors frozen", g["match"], len(params))
+            # the spec keeps the group's BatchNorm statistics fixed too (ParamFreezeHook)
+            specs.append(FreezeSpec(g["match"], frozen=True))
             continue
         group_lr = lr * float(g.get("lr_mult", 1.0))
         wd = g.get("weight_decay")
@@ -581,7 +592,13 @@ def train_split(
     modalities = build_modalities(cfg)
     train_tf, _ = build_transforms(cfg)
     num_classes = split.num_train_pids
+    if not dist.is_main:
+        barrier()  # rank 0 builds first: it downloads any published weights, once
     model = build_model_from_config(cfg, num_classes)
+    if dist.is_main:
+        barrier()
+    _check_and_record_weights(cfg, model, split)
+    apply_activation_checkpointing(model, cfg.train.activation_checkpointing)
     objective = build_objective_from_config(cfg, model, num_classes)
     o = cfg.optim
     optimizer, freeze_specs = build_optimizer(
@@ -624,6 +641,17 @@ def train_split(
             "trainer": trainer}
 
 
+def _check_and_record_weights(cfg: Config, model: nn.Module, split: ReIDSplit) -> None:
+    """Refuse unset weights on a full-size backbone; log and record what initialised it."""
+    refuse_random_backbones(model, cfg.model.name, cfg.model.args)
+    report = weights_report(model)
+    for name, info in report.items():
+        log.info("weights of %s: %s", name, describe_weights(info))
+    if get_dist_info().is_main:
+        key = "weights" if cfg.data.split != "all" else f"weights_split{split.split_index}"
+        record_weights(cfg.output_dir, report, key)
+
+
 def to_jsonable(x: Any) -> Any:
     """numpy arrays/scalars inside ``x`` as lists/Python numbers (for ``json``)."""
     if isinstance(x, np.ndarray):
@@ -647,6 +675,7 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         the content of ``metrics.json`` (on every rank) plus ``table``, the results table
         of ``evaluation.protocol.format_table`` (per split and mean ± std for ``"all"``).
     """
+    check_pretrained_choice(cfg.model.name, cfg.model.args)  # before any data is read
     dist, device = init_distributed(cfg.train.device)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     thread_plan = plan_threads(cfg.data.workers, cfg.train.threads,
@@ -698,12 +727,26 @@ def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
     return broadcast_object(to_jsonable(summary))
 
 
+def _without_published_weights(cfg: Config) -> Config:
+    """``cfg`` with ``pretrained``/``pose_weights`` set to ``none``: a checkpoint replaces every
+    tensor anyway, so nothing needs downloading (evaluation works offline)."""
+    from videoreid.models.factory import MODELS
+
+    params = inspect.signature(MODELS[cfg.model.name]).parameters if cfg.model.name in MODELS \
+        else {}
+    args = dict(cfg.model.args)
+    for key in ("pretrained", "pose_weights"):
+        if key in params and args.get(key) is not None:
+            args[key] = "none"
+    return replace(cfg, model=replace(cfg.model, args=args))
+
+
 def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes: int,
                                device: torch.device) -> nn.Module:
     """Build the config's model and load the ``model`` weights of a checkpoint."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state.get("model", state)
-    model = build_model_from_config(cfg, num_classes)
+    model = build_model_from_config(_without_published_weights(cfg), num_classes)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or missing:
         raise ConfigError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
