@@ -1,4 +1,4 @@
-"""The backbone contract every method model relies on (DESIGN.md, "Backbone contract").
+"""The backbone contract every method model relies on (docs/architecture.md, "Backbone contract").
 
 Attention modules are inserted *between* stages by the method models; backbones never
 contain method-specific code. Stage names are ``"stem"``, ``"layer1"`` … ``"layer4"``.
