@@ -233,6 +233,8 @@ def test_second_order_enhancement_matches_loop_reference():
     with torch.no_grad():
         enh.pos_weight.normal_()
         enh.pos_bias.normal_()
+        enh.fcn.weight.normal_()  # the zero init would make FCN(pooled) = 0
+        enh.fcn.bias.normal_()
     x = torch.randn(b, t, k, d)
     mask = torch.tensor([[True] * 5, [True, True, True, False, True]])
     with torch.no_grad():
@@ -288,7 +290,9 @@ def test_single_frame_clips_work_for_image_pretraining():
     ids=["full", "literal", "maxpool", "baseline"],
 )
 def test_gradients_reach_every_parameter(kw):
-    model = tiny(num_frames=4, **kw).train()
+    # A random FCN in E: with the default zero init, W and b of E get their first gradient
+    # only after one step (see test_zero_initialised_e_starts_as_identity_and_then_learns).
+    model = tiny(num_frames=4, zero_init_e=False, **kw).train()
     batch = {"images": clip(b=4, t=4), "pids": torch.tensor([0, 1, 2, 3])}
     out = model(batch)
     loss = F.cross_entropy(out.logits, batch["pids"])
@@ -444,3 +448,46 @@ def test_short_synthetic_training_lowers_loss_and_beats_chance(tmp_path):
         fs.features = rng.standard_normal(fs.features.shape).astype(np.float32)
         chance.append(evaluate_features(fs, "market", "cosine")["mAP"])
     assert m_ap > np.mean(chance) + 0.08, (m_ap, np.mean(chance))
+
+
+# --------------------------------------------------------------------------- E init, clip lengths
+
+
+def test_zero_initialised_e_starts_as_identity_and_then_learns():
+    """``zero_init_e`` (default): x̂ = x at initialisation, so the full model starts out equal to
+    the model without E; after one step E's every parameter receives gradient."""
+    with_e = tiny(num_frames=4).eval()
+    without = tiny(num_frames=4, enhancement="identity").eval()
+    without.load_state_dict({k: v for k, v in with_e.state_dict().items()
+                             if not k.startswith("enhancement.")})
+    images = clip(b=2, t=4)
+    with torch.no_grad():
+        torch.testing.assert_close(with_e({"images": images}).embedding,
+                                   without({"images": images}).embedding)
+    assert float(with_e.enhancement.fcn.weight.detach().abs().sum()) == 0.0
+    model = tiny(num_frames=4).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = {"images": clip(b=4, t=4), "pids": torch.tensor([0, 1, 2, 3])}
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(batch).logits, batch["pids"]).backward()
+        opt.step()
+    for name, p in model.enhancement.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    assert not tiny(zero_init_e=False).enhancement.fcn.weight.eq(0).all()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.train_sampler.args.length=4", "data.train_sampler"),
+    ("data.test_plan.args.length=8", "data.test_plan"),
+    ("model.args.num_frames=8", "data.train_sampler"),
+])
+def test_clip_length_must_match_num_frames(override, key):
+    from videoreid.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=rf"model.args.num_frames=\d+ but {key}.*args.length"):
+        load_config("stan/mars", [override])
+    # All three set together, or E switched off (no positional parameters): accepted.
+    load_config("stan/mars", ["model.args.num_frames=8", "data.train_sampler.args.length=8",
+                              "data.test_plan.args.length=8"])
+    load_config("stan/mars", [override, "model.args.enhancement=identity"])
