@@ -491,3 +491,102 @@ def test_clip_length_must_match_num_frames(override, key):
     load_config("stan/mars", ["model.args.num_frames=8", "data.train_sampler.args.length=8",
                               "data.test_plan.args.length=8"])
     load_config("stan/mars", [override, "model.args.enhancement=identity"])
+
+
+# --------------------------------------------------------------------------- equation-level reference
+
+
+def _randomise_head(model: STAN, seed: int = 7) -> None:
+    """Non-trivial values for every non-backbone parameter and BN statistic (eval mode)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("backbone."):
+                p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.5))
+        if model.embed_bn is not None:
+            model.embed_bn.running_mean.copy_(torch.randn(model.embed_bn.num_features, generator=g))
+            model.embed_bn.running_var.copy_(torch.rand(model.embed_bn.num_features, generator=g) + 0.5)
+        if model.temporal_attention.mode == "literal":
+            model.temporal_attention.bias.add_(3.0)  # keep Σ_n e_{n,k} away from 0
+
+
+def stan_reference(model: STAN, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Eq. 1–4, 11–15 and the supplement's E recomputed with functional ops from the weights.
+
+    Written independently of the module: per-model weights are unpacked from the conv tensors,
+    eq. 1 is an explicit two-layer perceptron per model and cell, the temporal terms are plain
+    elementwise products and sums (no shared einsum strings with the code).
+    """
+    b, t = images.shape[:2]
+    k = model.K
+    m = torch.ones(b, t, dtype=torch.bool) if mask is None else mask
+    f = model.backbone(images.flatten(0, 1))  # (B·T, D, h, w): the CNN is not under test
+    d_feat, h, w = f.shape[1:]
+    f = f.reshape(b, t, d_feat, h * w).transpose(2, 3)  # (B, T, L, D) cells f_{n,l}
+    f = f * m[:, :, None, None]  # padded frames are zeros (they skip the backbone)
+    out = {}
+    if model.spatial_attention is not None:
+        sa = model.spatial_attention
+        w1 = sa.hidden.weight.reshape(k, -1, d_feat)  # W_{s,k}: (K, d, D)
+        b1 = sa.hidden.bias.reshape(k, -1)  # b_{s,k}
+        w2 = sa.score.weight.reshape(k, -1)  # w'_{s,k}: (K, d) (grouped conv)
+        hidden = F.relu(torch.einsum("btld,kjd->btlkj", f, w1) + b1)  # eq. 1 inner layer
+        e = (hidden * w2).sum(-1)  # (B, T, L, K); b'_{s,k} cancels in eq. 2
+        s = torch.softmax(e, dim=2)  # eq. 2: over the L cells
+        x = (s[..., None] * f[:, :, :, None, :]).sum(2)  # eq. 3: (B, T, K, D)
+        out["spatial"] = s.permute(0, 1, 3, 2).reshape(b, t, k, h, w)
+    else:
+        x = f.mean(2, keepdim=True)  # (B, T, 1, D)
+    if model.enhancement is not None:  # supplement eq. 1–4 (readings (a)–(g))
+        enh = model.enhancement
+        pos = torch.arange(t)
+        idx = pos.clamp(max=enh.num_frames - 1)
+        xt = x.permute(0, 2, 1, 3)  # (B, K, T, D)
+        phi = (xt[:, :, :, None, :] * xt[:, :, None, :, :]).sum(-1) / math.sqrt(d_feat)
+        dist = (pos[:, None] - pos[None, :]).abs().float()
+        psi = enh.pos_weight[idx][:, idx] * torch.exp(-dist / enh.sigma) + enh.pos_bias[idx][None, :]
+        logits = (phi + psi).masked_fill(~m[:, None, None, :], float("-inf"))
+        c = torch.softmax(logits, dim=-1)  # row i: contributions of every frame j to frame i
+        pooled = (c[..., None] * xt[:, :, None, :, :]).sum(3)
+        x = (F.linear(pooled, enh.fcn.weight, enh.fcn.bias) + xt).permute(0, 2, 1, 3)
+    ta = model.temporal_attention
+    mm = m[:, :, None]
+    if ta.mode in ("softmax", "literal"):
+        e = (x * ta.weight[None, None]).sum(-1)  # eq. 11: w_{t,k}ᵀ x̂_{n,k}, (B, T, K)
+        if ta.mode == "softmax":
+            tw = torch.exp(e - e.max(1, keepdim=True).values) * mm
+            tw = tw / tw.sum(1, keepdim=True)  # softmax over the N frames (sec. 3.4 text)
+        else:
+            e = (e + ta.bias) * mm
+            tw = e / e.sum(1, keepdim=True)  # eq. 12 as printed
+        pooled = (tw[..., None] * x).sum(1)  # eq. 13
+    elif ta.mode == "avg":
+        pooled = (x * mm[..., None]).sum(1) / mm.sum(1)[..., None]
+    else:
+        pooled = x.masked_fill(~mm[..., None], float("-inf")).amax(1)
+    z = F.linear(pooled.reshape(b, -1), model.embed.weight, model.embed.bias)  # eq. 15 + FC
+    if model.embed_bn is not None:
+        bn = model.embed_bn
+        z = (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    out["embedding"] = z / z.norm(dim=1, keepdim=True)
+    return out
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"temporal": "literal"}, {"temporal": "avg"}, {"temporal": "max"},
+    {"enhancement": "identity"}, {"spatial": False, "enhancement": "identity", "temporal": "avg"},
+], ids=["full", "literal", "avg", "max", "no_e", "baseline"])
+def test_forward_equals_functional_reference_of_the_equations(kw):
+    model = tiny(num_frames=4, **kw).eval()
+    _randomise_head(model)
+    images = clip(b=2, t=4, seed=3)
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    with torch.no_grad():
+        for m in (None, mask):
+            batch = {"images": images} if m is None else {"images": images, "frame_mask": m}
+            got = model(batch)
+            ref = stan_reference(model, images, m)
+            torch.testing.assert_close(got.embedding, ref["embedding"], rtol=1e-4, atol=1e-5)
+            if "spatial" in ref:
+                torch.testing.assert_close(got.attention["spatial"], ref["spatial"], rtol=1e-4,
+                                           atol=1e-6)
