@@ -345,9 +345,11 @@ class RGSA(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         g, n, _ = x.shape
         r = self.relation(x)  # (G, N, N, K)
-        a = torch.sigmoid(self.attention(x, r.reshape(g, n, -1)))  # eq. 4–5
-        # Sum of sigmoids over N positions is > 0 mathematically; the clamp guards underflow.
-        f = (a * x).sum(1) / a.sum(1).clamp_min(1e-6)  # eq. 6
+        z = self.attention(x, r.reshape(g, n, -1))  # eq. 4–5 before the sigmoid
+        a = torch.sigmoid(z)
+        # Eq. 6's a_i / Σ_i a_i is a softmax of log a_i over the positions: exact, and stable
+        # when every a_i of a channel underflows (a clamp on Σ_i a_i would change the result).
+        f = (torch.softmax(F.logsigmoid(z), dim=1) * x).sum(1)  # eq. 6
         return f, a
 
 
