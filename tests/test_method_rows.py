@@ -182,3 +182,52 @@ def test_row_builds_and_takes_a_training_step(path):
     frozen = [g for g in cfg.optim.param_groups if g.frozen]
     for g in frozen:  # a frozen CNN stays exactly as it was
         assert not any(n.startswith(g.match) for n in moved)
+
+
+def _loss_names(cfg) -> list[tuple[str, Any]]:
+    return sorted((s["name"], s.get("variant")) for s in cfg.loss)
+
+
+@pytest.mark.parametrize("path", [p for p in ROWS if "/stan/" in str(p)], ids=rel)
+def test_stan_rows_say_what_their_name_says(path):
+    cfg = load_config(path)
+    a, name, table = cfg.model.args, path.stem[3:], path.parent.name
+    groups = [(g.match, g.frozen, g.freeze_epochs) for g in cfg.optim.param_groups]
+    if table.startswith("table2_"):
+        assert a["K"] == int(name[1:]) and a["temporal"] == "softmax"
+        assert groups == [("backbone.", True, 0)]
+        return
+    assert a.get("K", 6) == 6
+    if name == "baseline":
+        assert (a["spatial"], a["enhancement"], a["temporal"]) == (False, "identity", "avg")
+        assert _loss_names(cfg) == [("oim", None)] and groups == [("backbone.", False, 0)]
+        return
+    assert a["spatial"] and a["enhancement"] == "second_order"
+    div = "q_prime" if "qprime" in name else "hellinger" if "_q" in name else None
+    assert _loss_names(cfg) == sorted([("oim", None)] + ([("diversity", div)] if div else []))
+    assert a["temporal"] == ("max" if "maxpool" in name else "softmax" if "tematn" in name else "avg")
+    if name.endswith("_ind"):  # fine-tuned as a whole after the frozen stage
+        assert len(groups) == 1 and not groups[0][1] and groups[0][2] > 0
+    else:  # the CNN stays fixed (sec. 4.2)
+        assert groups == [("backbone.", True, 0)]
+
+
+@pytest.mark.parametrize("path", [p for p in ROWS if "/rgsa_rgtr/" in str(p)], ids=rel)
+def test_rgsa_rgtr_rows_say_what_their_name_says(path):
+    cfg = load_config(path)
+    a, name, table = cfg.model.args, path.stem[3:], path.parent.name
+    terms = sorted(s["name"] for s in cfg.loss)
+    if table.startswith("table1_"):
+        assert a["rgsa"] == ("rgsa" in name) and a["rgtr"] == ("rgtr" in name)
+        assert a["relation"] == ("inner_product" if "_ip_" in name else "difference")
+        total = ["adaptive_triplet", "ce", "frame_ce"]
+        assert terms == (["ce", "frame_ce"] if name.endswith("_ce") else total)
+    elif table.startswith("table2_"):
+        _, r1, _, r2 = name.split("_")
+        assert (a["r1"], a["r2"]) == (int(r1), int(r2)) and a["seq_len"] == 8
+    else:
+        t = int(name[1:])
+        assert a["seq_len"] == cfg.data.train_sampler.args["length"] == t
+        assert cfg.data.test_plan.args == {"length": t, "stride": t // 2}
+    if not table.startswith("table3_"):
+        assert a["seq_len"] == 8
