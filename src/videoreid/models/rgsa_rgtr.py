@@ -78,6 +78,11 @@ Choices where the paper is silent (each is a constructor option where it matters
   one of the ``T`` frames and a copy keeps that slot on-distribution; they are excluded from the
   temporal mean (eq. 10) via :func:`masked_mean`. ``frame_logits`` covers all ``T`` frames.
 * Batch statistics of every BN here include padded frames, as the backbone's do.
+* Eq. 6 is computed as ``Σ_i softmax_i(log σ(z_i)) X_i``, which equals ``Σ a_i X_i / Σ a_i``
+  exactly and stays finite when every ``a_i`` of a channel underflows (no clamp).
+* The loss-side readings (adaptive triplet, :mod:`videoreid.losses.triplet`): the anchor is
+  not its own positive (``anchor_in_positives=True`` for eq. 12's literal set), euclidean
+  distances, weights not detached. All readings with their switches: docs/methods/rgsa_rgtr.md.
 
 Exposed for visualisation (``ReIDOutput.attention``):
 

@@ -69,6 +69,14 @@ Decisions where the paper is silent or inconsistent:
   tensor whose name and shape match and reporting the rest: the backbone always transfers;
   the identity classifier (different identities) and, when ``K`` differs, the embedding FC
   do not. ``pretrained`` stays the plain backbone (ImageNet) weight file.
+* **Readings and the switch for the other one** (the table in docs/methods/stan.md):
+  E itself → ``enhancement="identity"``; ``Φ_k`` scale ``1/√D`` → ``similarity_scale=1.0``;
+  E's zero-initialised FCN → ``zero_init_e=False``; softmax temporal weights (text) →
+  ``temporal="literal"`` (eq. 12); BatchNorm in the head → ``embed_bn=False``; one run with the
+  CNN frozen for the first epochs (configs) → the literal stage chain
+  ``configs/stan/stages/*.yaml`` (``init_from`` from stage to stage); ``C_k``'s direction,
+  ``b``'s orientation and the shared FCN have no switch (the other readings cannot train or
+  are not well defined, see (a), (b), (d)).
 * **Head.** The paper embeds the concatenated ``K·D`` feature with one FC into 128 dims and
   L2-normalises it. We add a BatchNorm1d after the FC (``embed_bn=True``, as in the OIM
   reference implementation) which keeps the un-normalised feature well scaled for the optional
