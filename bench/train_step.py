@@ -3,9 +3,10 @@
 Each method is built at full size from its MARS config (``bench/method_zoo.py``: paper input
 size, training clip length, the config's loss terms) and trained on a batch of
 ``--clips`` random clips (P×K with K = 2; the paper batches do not fit a CPU step budget, so
-the batch is reduced and figures are per clip). Reported, as ratios to the baseline
-(ResNet-50 + temporal pooling) measured in the same rounds (interleaved, best of
-``--repeats``):
+the batch is reduced and figures are per clip; AlignNet, whose OpenPose network runs at full
+resolution on every frame, gets one clip). Reported, as ratios to the baseline (ResNet-50 +
+temporal pooling) measured in the same rounds (each method's steps alternate with the
+baseline's, best of ``--repeats``; one method is held in memory at a time):
 
 - forward+backward wall time per clip;
 - activation memory per clip: bytes of the tensors autograd saves for the backward pass
@@ -18,13 +19,14 @@ the paper's arithmetic (copies, indexing, Python loops) stands out.
 
 Usage::
 
-    .venv/bin/python bench/train_step.py [--methods baseline stan ...] [--clips 4]
+    .venv/bin/python bench/train_step.py [--methods baseline stan ...] [--clips 2]
         [--repeats 3] [--profile auto|none|METHOD] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shlex
 import sys
@@ -115,7 +117,7 @@ def profile(step: Step, rows: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--clips", type=int, default=4, help="clips per step (AlignNet: 2)")
+    ap.add_argument("--clips", type=int, default=2, help="clips per step (AlignNet: 1)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu")
@@ -126,43 +128,54 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = list(dict.fromkeys(["baseline", *args.methods]))
-    print(f"torch {torch.__version__}, {args.threads} threads, device {device}; {load()}")
-    steps = {}
+    print(f"torch {torch.__version__}, {args.threads} threads, device {device}; {load()}",
+          flush=True)
+    # one method at a time next to the baseline (memory: two full-size models, not seven);
+    # each method's rounds alternate baseline step / method step, so the ratio is taken
+    # under the same load
+    base = Step("baseline", args.clips, device)
+    base_m = base.saved_bytes() / base.clips
+    base()
+    rows = []
+    best: dict[str, float] = {}
     for n in names:
-        steps[n] = Step(n, 2 if n == "alignnet" else args.clips, device)
-        print(f"  built {n}: {steps[n].describe()}", file=sys.stderr)
-    mem = {n: s.saved_bytes() / s.clips for n, s in steps.items()}
-    cuda_peak = {}
-    best = dict.fromkeys(steps, float("inf"))
-    for s in steps.values():  # warm-up (oneDNN primitives, allocator)
+        s = base if n == "baseline" else Step(n, 1 if n == "alignnet" else args.clips, device)
+        m = s.saved_bytes() / s.clips
         s()
-    for _ in range(args.repeats):
-        for n, s in steps.items():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            best[n] = min(best[n], s())
-            if device.type == "cuda":
-                cuda_peak[n] = torch.cuda.max_memory_allocated(device) / s.clips
-    base_t, base_m = best["baseline"], mem["baseline"]
-    print(f"\n## forward+backward per clip (best of {args.repeats}, interleaved; {load()})\n")
-    head = "| method | batch | T | s per clip | × baseline | activations MiB/clip | × baseline |"
-    if cuda_peak:
-        head += " CUDA peak MiB/clip |"
-    print(head)
-    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if cuda_peak else ""))
-    for n, s in steps.items():
-        row = (f"| {n} | {s.describe()} | {clip_length(s.cfg, True)} | {best[n]:.3f} | "
-               f"{best[n] / base_t:.2f} | {mem[n] / 2**20:.0f} | {mem[n] / base_m:.2f} |")
-        if cuda_peak:
-            row += f" {cuda_peak[n] / 2**20:.0f} |"
-        print(row)
+        tb = tm = float("inf")
+        for _ in range(args.repeats):
+            tb = min(tb, base())
+            tm = min(tm, s())
+        peak = None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            s()
+            peak = torch.cuda.max_memory_allocated(device) / s.clips
+        best[n] = tm / tb
+        rows.append((n, s.describe(), clip_length(s.cfg, True), tm, tm / tb, m, m / base_m, peak,
+                     os.getloadavg()[0]))
+        print(f"  {n}: {tm:.3f} s/clip, {tm / tb:.2f}x baseline ({load()})", file=sys.stderr,
+              flush=True)
+        if s is not base:
+            del s
+            gc.collect()
+    print(f"\n## forward+backward per clip (best of {args.repeats}, each method interleaved "
+          f"with the baseline)\n")
+    print("| method | batch | T | s per clip | x baseline | activations MiB/clip | x baseline |"
+          + (" CUDA peak MiB/clip |" if device.type == "cuda" else "") + " load |")
+    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if device.type == "cuda" else "")
+          + "---:|")
+    for n, desc, t, tm, rt, m, rm, peak, ld in rows:
+        print(f"| {n} | {desc} | {t} | {tm:.3f} | {rt:.2f} | {m / 2**20:.0f} | {rm:.2f} |"
+              + (f" {peak / 2**20:.0f} |" if peak is not None else "") + f" {ld:.1f} |")
     target = args.profile
     if target == "auto":
         target = max(best, key=best.get)
     if target != "none":
-        if target not in steps:
-            steps[target] = Step(target, 2 if target == "alignnet" else args.clips, device)
-        profile(steps[target], args.profile_rows)
+        del base
+        gc.collect()
+        profile(Step(target, 1 if target == "alignnet" else args.clips, device),
+                args.profile_rows)
     cmd = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable), *sys.argv])
     print(f"\ncommand: {cmd}; {load()} at the end")
     return 0
