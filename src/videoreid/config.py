@@ -268,6 +268,9 @@ class EvalConfig:
             feature ``after``, ``both`` or ``none``.
         batch_size: clips per forward pass at test time (bounds memory).
         max_rank: length of the reported CMC.
+        score_norm_mode: how ``score_norm`` combines the row and column statistics:
+            ``symmetric`` (default), ``sequential``, ``row`` or ``column``
+            (``videoreid.evaluation.normalization``).
     """
 
     protocol: str | None = None
@@ -277,6 +280,7 @@ class EvalConfig:
     normalize: str = "none"
     batch_size: int = 32
     max_rank: int = 50
+    score_norm_mode: str = "symmetric"
 
 
 @dataclass
@@ -302,6 +306,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
+    "eval.score_norm_mode": ("symmetric", "sequential", "row", "column"),
 }
 
 
