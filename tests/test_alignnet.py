@@ -463,7 +463,7 @@ def alignnet_reference(model: AlignNet, batch: dict) -> torch.Tensor:
         wps = [_tap_reference(model.tap_parts[i], fa * rbar[:, i:i + 1]) for i in range(3)]
     else:
         wps = [_tap_reference(model.tap_parts, fa * rbar[:, :1])] * 3  # eq. 8 on f_{a,u}
-    return torch.cat([pool(app, wa)] + [pool(x, wp) for x, wp in zip(parts, wps)], 1)
+    return torch.cat([pool(app, wa)] + [pool(x, wp) for x, wp in zip(parts, wps, strict=True)], 1)
 
 
 @pytest.mark.parametrize("kw", [
