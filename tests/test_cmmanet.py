@@ -648,7 +648,7 @@ def test_eq5_test_time_feature_is_the_mean_over_every_real_frame(tmp_path):
     assert [int(m.sum()) for _, m in plan(7)] == [4, 3]
     model = tiny().eval()
     got = extract.extract_features(model, [track], plan, transform, batch_size=2,
-                                   normalize="none", progress=False)
+                                   normalize="none", progress=False, precision="fp32")
     whole = load_clip(track, np.arange(7), np.ones(7, dtype=bool), transform, None)
     with torch.no_grad():
         ref = model({"images": whole["images"][None]}).embedding.double().numpy()
