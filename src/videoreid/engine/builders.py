@@ -41,9 +41,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videoreid.config import Config, ConfigError, config_to_dict, save_resolved
+from videoreid.config import Config, ConfigError, config_to_dict
 from videoreid.data.tracklet import ReIDSplit, Tracklet
-from videoreid.engine.checkpoint import CheckpointManager, load_checkpoint
+from videoreid.engine.checkpoint import (
+    CheckpointManager,
+    CheckpointNotFoundError,
+    check_training_state,
+    load_checkpoint,
+)
 from videoreid.engine.distributed import (
     DistInfo,
     barrier,
@@ -60,9 +65,17 @@ from videoreid.engine.hooks import (
     HookBase,
     LRScheduleHook,
     ParamFreezeHook,
+    PreEvalCheckpointHook,
     TensorBoardHook,
 )
+from videoreid.engine.run_dir import (
+    ResumeNoteHook,
+    RunFolder,
+    apply_optimizer_overrides,
+    check_run_folder,
+)
 from videoreid.engine.trainer import Trainer
+from videoreid.utils.errors import CheckpointError, DatasetError, UserError
 from videoreid.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -72,6 +85,7 @@ __all__ = [
     "seed_everything",
     "git_revision",
     "write_run_info",
+    "collect_run_info",
     "prepare_data_root",
     "generate_in_subprocess",
     "build_splits",
@@ -128,6 +142,13 @@ def git_revision(path: str | Path | None = None) -> str:
 
 def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) -> dict[str, Any]:
     """Write ``run_info.json`` (git revision, versions, device, command line)."""
+    info = collect_run_info(device, dist)
+    atomic_write_json(Path(run_dir) / "run_info.json", info)
+    return info
+
+
+def collect_run_info(device: torch.device, dist: DistInfo) -> dict[str, Any]:
+    """The content of ``run_info.json``: git revision, versions, device, command line."""
     info = {
         "git_revision": git_revision(),
         "torch": torch.__version__,
@@ -141,7 +162,6 @@ def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) ->
         "world_size": dist.world_size,
         "argv": sys.argv,
     }
-    atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
 
@@ -216,7 +236,13 @@ def build_splits(cfg: Config) -> list[ReIDSplit]:
     """
     from videoreid.data.datasets.factory import build_dataset
 
-    ds = build_dataset(cfg.data.dataset, prepare_data_root(cfg), **cfg.data.dataset_args)
+    root = prepare_data_root(cfg)
+    try:
+        ds = build_dataset(cfg.data.dataset, root, **cfg.data.dataset_args)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise DatasetError(str(e)) from e  # the loaders' messages name the file and layout
     if cfg.data.split == "all":
         splits = ds.splits()
     else:
@@ -496,6 +522,7 @@ def evaluate_model(
         fs, protocol, e.metric,
         rerank=e.rerank if rerank is None else rerank,
         score_norm=e.score_norm if score_norm is None else score_norm,
+        max_rank=e.max_rank,
     ))
     result.setdefault("protocol", protocol)
     result["metrics"] = _summarise(result, metric_names(split.name, split.split_index, protocol))
@@ -521,6 +548,10 @@ def build_hooks(
     if freeze_specs:
         hooks.append(ParamFreezeHook(freeze_specs))
     if eval_fn is not None:
+        # the epoch is on disk before its evaluation runs (a failing evaluation loses nothing)
+        hooks.append(PreEvalCheckpointHook(
+            CheckpointManager(run_dir / "checkpoints", cfg.train.keep_last),
+            cfg.train.checkpoint_every, cfg.train.eval_every))
         hooks.append(EvalHook(cfg.train.eval_every, eval_fn))
     hooks.append(CSVLogHook(run_dir / "log.csv"))
     if TensorBoardHook.available():
@@ -530,20 +561,28 @@ def build_hooks(
     return hooks
 
 
-def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
+def _resume_state(cfg: Config, run_dir: Path, device: torch.device,
+                  ) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]] | None:
+    """``(path, state, skipped)`` of the checkpoint to resume from, or ``None``.
+
+    ``train.resume=true`` takes the newest intact checkpoint (damaged ones are skipped,
+    logged and returned); a path must load and be a training checkpoint.
+    """
     r = cfg.train.resume
     if r is False:
         return None
     if r is True:
-        latest = CheckpointManager(run_dir / "checkpoints").latest()
-        if latest is None:
+        found = CheckpointManager(run_dir / "checkpoints").latest_intact(device)
+        if found is None:
             log.info("train.resume=true but %s has no checkpoint; starting fresh",
                      run_dir / "checkpoints")
-        return latest
+        return found
     path = Path(r)
     if not path.is_file():
-        raise FileNotFoundError(f"train.resume: checkpoint {path} not found")
-    return path
+        raise CheckpointNotFoundError(f"train.resume: checkpoint {path} not found")
+    state = load_checkpoint(path, map_location=device)
+    check_training_state(state, path)
+    return path, state, []
 
 
 def train_split(
@@ -553,8 +592,11 @@ def train_split(
     device: torch.device,
     *,
     extra_hooks: Sequence[HookBase] = (),
+    run_folder: RunFolder | None = None,
 ) -> dict[str, Any]:
     """Train on one split, evaluate, write ``log.csv``, checkpoints and ``features.npz``.
+
+    ``run_folder`` (a :class:`~videoreid.engine.run_dir.RunFolder`) records a resume.
 
     Returns:
         ``{"metrics": {...}, "result": evaluation result, "features": FeatureSet | None,
@@ -573,6 +615,8 @@ def train_split(
         model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
         momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
         param_groups=[config_to_dict(g) for g in o.param_groups])
+    fresh_groups = [{k: v for k, v in g.items() if k != "params"}
+                    for g in optimizer.param_groups]  # the config's values, for a resume
     loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
                                 pin_memory=device.type == "cuda")
     last: dict[str, Any] = {}
@@ -588,13 +632,13 @@ def train_split(
                       amp=cfg.train.amp, grad_clip=o.grad_clip, hooks=hooks, run_dir=run_dir,
                       progress=cfg.train.progress,
                       find_unused_parameters=bool(freeze_specs) and dist.enabled)
-    resume = _resume_path(cfg, run_dir)
+    resume = _resume_state(cfg, run_dir, device)
     stale = CheckpointManager(run_dir / "checkpoints").latest()
     if resume is None and stale is not None:
         raise ConfigError(f"{run_dir} already holds checkpoints ({stale.name}); set "
                           "train.resume=true to continue that run, or choose another output_dir")
     if resume is not None:
-        trainer.resume(resume)
+        _resume_trainer(trainer, cfg, resume, fresh_groups, run_folder)
     log.info("training %s on %s: %d train tracklets, %d ids, %d steps/epoch, %d epochs",
              cfg.model.name, split.describe(), len(split.train), num_classes,
              trainer.iters_per_epoch, cfg.train.epochs)
@@ -607,6 +651,24 @@ def train_split(
     metrics = broadcast_object(last.get("result", {}).get("metrics", {}))
     return {"metrics": metrics, "result": last.get("result"), "features": last.get("features"),
             "trainer": trainer}
+
+
+def _resume_trainer(trainer: Trainer, cfg: Config,
+                    resume: tuple[Path, dict[str, Any], list[tuple[Path, str]]],
+                    fresh_groups: Sequence[Mapping[str, Any]],
+                    run_folder: RunFolder | None) -> None:
+    """Load a checkpoint into ``trainer``; apply and record ``train.resume_overrides``."""
+    path, state, skipped = resume
+    trainer.load_state_dict(state)
+    changed = []
+    if any(n == "optim" or n.startswith("optim.") for n in cfg.train.resume_overrides):
+        changed = apply_optimizer_overrides(trainer.optimizer, fresh_groups)
+    log.info("resumed from %s at epoch %d (step %d)%s", path, trainer.start_epoch, trainer.iter,
+             f"; optimiser changes: {', '.join(changed)}" if changed else "")
+    if run_folder is not None and get_dist_info().is_main:
+        note = run_folder.note_resume(trainer.start_epoch, path, skipped, changed)
+        if run_folder.changes or skipped:
+            trainer.register_hooks([ResumeNoteHook(note, trainer.start_epoch)])
 
 
 def to_jsonable(x: Any) -> Any:
@@ -634,15 +696,21 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
     """
     dist, device = init_distributed(cfg.train.device)
     run_dir = Path(cfg.output_dir)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(cfg, run_dir)
-        write_run_info(run_dir, device, dist)
+    changes = check_run_folder(cfg)  # writes nothing: lock, occupancy, resume config diff
     splits = build_splits(cfg)
+    with RunFolder(cfg, changes) as folder:
+        if dist.is_main:  # every start-up check passed: lock and write the run files
+            folder.start(collect_run_info(device, dist))
+        barrier()
+        return _train_splits(cfg, splits, run_dir, device, dist, folder)
+
+
+def _train_splits(cfg: Config, splits: Sequence[ReIDSplit], run_dir: Path,
+                  device: torch.device, dist: DistInfo, folder: RunFolder) -> dict[str, Any]:
     per_split, feature_sets, results = [], [], []
     for split in splits:
         split_dir = run_dir if cfg.data.split != "all" else run_dir / f"split{split.split_index}"
-        out = train_split(cfg, split, split_dir, device)
+        out = train_split(cfg, split, split_dir, device, run_folder=folder)
         per_split.append(out["metrics"])
         feature_sets.append(out["features"])
         results.append(out["result"])
@@ -675,9 +743,13 @@ def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes:
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state.get("model", state)
     model = build_model_from_config(cfg, num_classes)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as e:  # shape mismatch, not tensors
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+                              f"{cfg.model.args}: {str(e).splitlines()[0][:300]}") from e
     if unexpected or missing:
-        raise ConfigError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
                           f"{cfg.model.args}: missing {list(missing)[:8]}, unexpected "
                           f"{list(unexpected)[:8]}")
     return model.to(device)
