@@ -63,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"videoreid evaluate: {e}", file=sys.stderr)
         return 2
+    from videoreid.config import check_protocol
+    from videoreid.engine.checkpoint import verify_checkpoint
+
+    try:  # every check before the (long) feature extraction
+        check_protocol(cfg.data.dataset, args.protocol, "--protocol")
+    except ConfigError as e:
+        print(f"videoreid evaluate: {e}", file=sys.stderr)
+        return 2
     device = resolve_device(cfg.train.device)
     splits = build_splits(cfg)
     multi = len(splits) > 1
@@ -71,10 +79,13 @@ def run(args: argparse.Namespace) -> int:
               "per split under RUN_DIR/split<k>/checkpoints), or set data.split=K",
               file=sys.stderr)
         return 2
+    ckpts = [resolve_checkpoint(args.checkpoint, s.split_index if multi else None)
+             for s in splits]
+    for ckpt in ckpts:
+        verify_checkpoint(ckpt)
     modalities = build_modalities(cfg)
     results, feature_sets = [], []
-    for split in splits:
-        ckpt = resolve_checkpoint(args.checkpoint, split.split_index if multi else None)
+    for split, ckpt in zip(splits, ckpts, strict=True):
         model = load_model_from_checkpoint(cfg, ckpt, split.num_train_pids, device)
         result, fs = evaluate_model(model, split, cfg, device, modalities=modalities,
                                     protocol=args.protocol, rerank=args.rerank or None,
