@@ -39,6 +39,7 @@ from typing import Any, Union
 
 import yaml
 
+from videoreid.utils.errors import UserError
 from videoreid.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message says where and what is valid."""
 
 

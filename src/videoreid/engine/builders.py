@@ -698,11 +698,28 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
     changes = check_run_folder(cfg)  # writes nothing: lock, occupancy, resume config diff
     splits = build_splits(cfg)
+    _check_model(cfg, splits[0])
     with RunFolder(cfg, changes) as folder:
         if dist.is_main:  # every start-up check passed: lock and write the run files
             folder.start(collect_run_info(device, dist))
         barrier()
         return _train_splits(cfg, splits, run_dir, device, dist, folder)
+
+
+def _check_model(cfg: Config, split: ReIDSplit) -> None:
+    """Build model, objective and optimiser once, so their config errors come before any
+    file is written (not after the run folder was set up)."""
+    try:
+        model = build_model_from_config(cfg, split.num_train_pids)
+        objective = build_objective_from_config(cfg, model, split.num_train_pids)
+        o = cfg.optim
+        build_optimizer(model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
+                        momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
+                        param_groups=[config_to_dict(g) for g in o.param_groups])
+    except (TypeError, ValueError, KeyError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise ConfigError(f"model {cfg.model.name!r} {cfg.model.args}: {e}") from e
 
 
 def _train_splits(cfg: Config, splits: Sequence[ReIDSplit], run_dir: Path,

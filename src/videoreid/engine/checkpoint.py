@@ -34,6 +34,7 @@ import os
 import pickle
 import random
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -249,7 +250,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     elif not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message here suggests weights_only=False, i.e. running the file's code
         raise CheckpointError(
