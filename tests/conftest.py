@@ -15,8 +15,15 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The project's ``shared/`` folder (real MARS frames, official metadata); skip if absent."""
+    """The folder of optional real test data; skip if absent.
+
+    It holds ``data/mars-mini/mars/`` (frames of 16 MARS identities in the official layout,
+    with official-format ``info/`` files) and ``data/mars-official-info/`` (the official
+    ``tracks_train_info.mat``, ``tracks_test_info.mat`` and ``query_IDX.mat``), taken from
+    the MARS release on its official site; point ``$VIDEOREID_SHARED`` at it.
+    """
     d = _shared_dir()
     if d is None:
-        pytest.skip("../shared is not present (it exists on the project's machines and CI only)")
+        pytest.skip("no real MARS test data: set VIDEOREID_SHARED to a folder with "
+                    "data/mars-mini and data/mars-official-info (from the MARS release)")
     return d

@@ -247,6 +247,9 @@ class TrainConfig:
         resume_overrides: on resume, the config keys allowed to differ from the run's saved
             config (e.g. ``[optim.lr, train.epochs]``; a section name covers its keys); they
             are applied from the resumed epoch and recorded. Any other difference is an error.
+        activation_checkpointing: recompute backbone activations in the backward pass to
+            save memory: ``false``, ``true`` (every stage) or a list of stage names
+            (``stem``, ``layer1`` … ``layer4``); see ``engine.memory``.
     """
 
     epochs: int = 800
@@ -259,6 +262,7 @@ class TrainConfig:
     resume: bool | str = False
     progress: bool = True
     resume_overrides: list[str] = field(default_factory=list)
+    activation_checkpointing: bool | list[str] = False
 
 
 @dataclass

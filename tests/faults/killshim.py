@@ -88,7 +88,7 @@ def install(mode: str, n: int) -> None:
             real_after(self)
             if self.trainer.epoch + 1 == n:
                 Path(str(go) + ".ready").write_text(str(os.getpid()))
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 300
                 while not go.exists() and time.monotonic() < deadline:
                     time.sleep(0.05)
 

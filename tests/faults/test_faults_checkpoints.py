@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import assert_same_run, copy_run
+from faultlib import assert_same_run, copy_run
 
 from videoreid.cli.main import main
 from videoreid.engine.checkpoint import (

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from faultlib import run_cli
 
 from videoreid.cli.main import main
 from videoreid.config import ConfigError, load_config

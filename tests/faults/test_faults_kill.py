@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import assert_same_run, run_cli
+from faultlib import assert_same_run, run_cli
 
 from videoreid.cli.main import main
 from videoreid.engine.checkpoint import MANIFEST, read_manifest
@@ -78,7 +78,7 @@ def test_sigkill_at_a_random_time_then_resume_is_bit_identical(tiny_cfg, referen
     proc = run_cli("train", str(tiny_cfg), f"output_dir={out}", wait=False)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=300)
     if not out.exists():  # killed before any start-up check passed: nothing to resume
         assert main(["train", str(tiny_cfg), f"output_dir={out}"]) == 0
     else:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from conftest import assert_same_run, copy_run, run_cli
+from faultlib import assert_same_run, copy_run, run_cli
 
 from videoreid.cli.main import main
 from videoreid.config import ConfigError, load_config
@@ -28,7 +28,7 @@ def test_second_run_into_a_busy_folder_is_refused_at_once(tiny_cfg, reference, t
     first = run_cli("train", str(tiny_cfg), f"output_dir={out}", fault="pause-epoch", n=1,
                     env={"FAULT_GO": str(go)}, wait=False)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600
         while not (tmp_path / "go.ready").exists():
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline
@@ -40,7 +40,7 @@ def test_second_run_into_a_busy_folder_is_refused_at_once(tiny_cfg, reference, t
             assert "in use by another run" in err and "Traceback" not in err
     finally:
         go.write_text("go")
-        _, err = first.communicate(timeout=180)
+        _, err = first.communicate(timeout=900)
     assert first.returncode == 0, err[-2000:]
     assert_same_run(out, reference)  # the refused runs changed nothing
 

@@ -1,6 +1,6 @@
 """Torch datasets turning tracklets into clips, and their collate function.
 
-An item is a dict (DESIGN.md "Batch dict"):
+An item is a dict (docs/architecture.md, "Data contracts", batch dict):
 
 - ``images``: ``(T, 3, H, W)`` float32, normalised
 - ``pids``, ``camids``: int; ``frame_mask``: ``(T,)`` bool (False on padding)

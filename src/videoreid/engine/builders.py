@@ -68,6 +68,7 @@ from videoreid.engine.hooks import (
     PreEvalCheckpointHook,
     TensorBoardHook,
 )
+from videoreid.engine.memory import apply_activation_checkpointing
 from videoreid.engine.run_dir import (
     ResumeNoteHook,
     RunFolder,
@@ -75,6 +76,13 @@ from videoreid.engine.run_dir import (
     check_run_folder,
 )
 from videoreid.engine.trainer import Trainer
+from videoreid.engine.weights_check import (
+    check_pretrained_choice,
+    record_weights,
+    refuse_random_backbones,
+    weights_report,
+)
+from videoreid.models.backbones.weights import describe_weights
 from videoreid.utils.errors import CheckpointError, DatasetError, UserError
 from videoreid.utils.io import atomic_write_json
 
@@ -410,8 +418,9 @@ def build_optimizer(
     with (list specific prefixes first), else to the default group. Groups carry
     ``base_lr = lr × lr_mult`` for the schedule. ``frozen`` groups are left out of the
     optimiser with ``requires_grad=False``; ``freeze_epochs`` groups are in it and frozen
-    for the first epochs by the returned :class:`FreezeSpec` s (use with
-    :class:`ParamFreezeHook`). Parameters of ``objective`` (if any) are named
+    for the first epochs. Both come back as :class:`FreezeSpec` s: use them with
+    :class:`ParamFreezeHook`, which also keeps the groups' BatchNorm layers in eval mode
+    while frozen (else their running statistics would keep moving). Parameters of ``objective`` (if any) are named
     ``objective.<name>``. Parameters that already have ``requires_grad=False`` (e.g. a BNNeck
     shift) are left alone.
 
@@ -444,6 +453,8 @@ def build_optimizer(
             for p in params:
                 p.requires_grad_(False)
             log.info("param group %r: %d tensors frozen", g["match"], len(params))
+            # the spec keeps the group's BatchNorm statistics fixed too (ParamFreezeHook)
+            specs.append(FreezeSpec(g["match"], frozen=True))
             continue
         group_lr = lr * float(g.get("lr_mult", 1.0))
         wd = g.get("weight_decay")
@@ -608,7 +619,13 @@ def train_split(
     modalities = build_modalities(cfg)
     train_tf, _ = build_transforms(cfg)
     num_classes = split.num_train_pids
+    if not dist.is_main:
+        barrier()  # rank 0 builds first: it downloads any published weights, once
     model = build_model_from_config(cfg, num_classes)
+    if dist.is_main:
+        barrier()
+    _check_and_record_weights(cfg, model, split)
+    apply_activation_checkpointing(model, cfg.train.activation_checkpointing)
     objective = build_objective_from_config(cfg, model, num_classes)
     o = cfg.optim
     optimizer, freeze_specs = build_optimizer(
@@ -671,6 +688,17 @@ def _resume_trainer(trainer: Trainer, cfg: Config,
             trainer.register_hooks([ResumeNoteHook(note, trainer.start_epoch)])
 
 
+def _check_and_record_weights(cfg: Config, model: nn.Module, split: ReIDSplit) -> None:
+    """Refuse unset weights on a full-size backbone; log and record what initialised it."""
+    refuse_random_backbones(model, cfg.model.name, cfg.model.args)
+    report = weights_report(model)
+    for name, info in report.items():
+        log.info("weights of %s: %s", name, describe_weights(info))
+    if get_dist_info().is_main:
+        key = "weights" if cfg.data.split != "all" else f"weights_split{split.split_index}"
+        record_weights(cfg.output_dir, report, key)
+
+
 def to_jsonable(x: Any) -> Any:
     """numpy arrays/scalars inside ``x`` as lists/Python numbers (for ``json``)."""
     if isinstance(x, np.ndarray):
@@ -694,11 +722,15 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         the content of ``metrics.json`` (on every rank) plus ``table``, the results table
         of ``evaluation.protocol.format_table`` (per split and mean ± std for ``"all"``).
     """
+    check_pretrained_choice(cfg.model.name, cfg.model.args)  # before any data is read
     dist, device = init_distributed(cfg.train.device)
     run_dir = Path(cfg.output_dir)
-    changes = check_run_folder(cfg)  # writes nothing: lock, occupancy, resume config diff
+    # writes nothing: lock, occupancy, resume config diff (rank 0 only: other ranks would
+    # race with its lock)
+    changes = check_run_folder(cfg) if dist.is_main else {}
     splits = build_splits(cfg)
-    _check_model(cfg, splits[0])
+    if dist.is_main:  # rank 0 alone: it fetches any published weights first (train_split)
+        _check_model(cfg, splits[0])
     with RunFolder(cfg, changes) as folder:
         if dist.is_main:  # every start-up check passed: lock and write the run files
             folder.start(collect_run_info(device, dist))
@@ -711,6 +743,7 @@ def _check_model(cfg: Config, split: ReIDSplit) -> None:
     file is written (not after the run folder was set up)."""
     try:
         model = build_model_from_config(cfg, split.num_train_pids)
+        refuse_random_backbones(model, cfg.model.name, cfg.model.args)
         objective = build_objective_from_config(cfg, model, split.num_train_pids)
         o = cfg.optim
         build_optimizer(model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
@@ -742,7 +775,8 @@ def _train_splits(cfg: Config, splits: Sequence[ReIDSplit], run_dir: Path,
         if len(splits) > 1:
             protocol = cfg.eval.protocol or splits[0].protocol
             agg = evaluate_splits(feature_sets, protocol=protocol, metric=cfg.eval.metric,
-                                  rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm)
+                                  rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm,
+                                  max_rank=cfg.eval.max_rank)
             summary["protocol"] = protocol
             summary["mean"] = to_jsonable(agg.get("mean"))
             summary["std"] = to_jsonable(agg.get("std"))
@@ -754,12 +788,26 @@ def _train_splits(cfg: Config, splits: Sequence[ReIDSplit], run_dir: Path,
     return broadcast_object(to_jsonable(summary))
 
 
+def _without_published_weights(cfg: Config) -> Config:
+    """``cfg`` with ``pretrained``/``pose_weights`` set to ``none``: a checkpoint replaces every
+    tensor anyway, so nothing needs downloading (evaluation works offline)."""
+    from videoreid.models.factory import MODELS
+
+    params = inspect.signature(MODELS[cfg.model.name]).parameters if cfg.model.name in MODELS \
+        else {}
+    args = dict(cfg.model.args)
+    for key in ("pretrained", "pose_weights"):
+        if key in params and args.get(key) is not None:
+            args[key] = "none"
+    return replace(cfg, model=replace(cfg.model, args=args))
+
+
 def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes: int,
                                device: torch.device) -> nn.Module:
     """Build the config's model and load the ``model`` weights of a checkpoint."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state.get("model", state)
-    model = build_model_from_config(cfg, num_classes)
+    model = build_model_from_config(_without_published_weights(cfg), num_classes)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except (RuntimeError, TypeError, AttributeError) as e:  # shape mismatch, not tensors
