@@ -250,6 +250,8 @@ class TrainConfig:
         activation_checkpointing: recompute backbone activations in the backward pass to
             save memory: ``false``, ``true`` (every stage) or a list of stage names
             (``stem``, ``layer1`` … ``layer4``); see ``engine.memory``.
+        threads: torch CPU threads; 0 = the cores left after ``data.workers`` (see
+            ``videoreid.engine.threads``; the choice is written to ``run_info.json``).
     """
 
     epochs: int = 800
@@ -263,6 +265,7 @@ class TrainConfig:
     progress: bool = True
     resume_overrides: list[str] = field(default_factory=list)
     activation_checkpointing: bool | list[str] = False
+    threads: int = 0
 
 
 @dataclass
@@ -279,6 +282,10 @@ class EvalConfig:
         batch_size: clips per forward pass at test time (bounds memory).
         max_rank: length of the CMC curve computed and stored (rank-k metrics for k up to
             it are reported).
+        precision: inference precision: ``auto`` (bf16 autocast where the device computes
+            bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
+        channels_last: run convolutions in channels-last memory format at test time.
+        compile: ``torch.compile`` the model for extraction (first batch compiles).
     """
 
     protocol: str | None = None
@@ -288,6 +295,9 @@ class EvalConfig:
     normalize: str = "none"
     batch_size: int = 32
     max_rank: int = 50
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
 
 
 @dataclass
@@ -313,6 +323,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
+    "eval.precision": ("auto", "fp32", "bf16", "fp16"),
 }
 
 
@@ -446,6 +457,8 @@ def _validate(cfg: Config) -> None:
     for key in ("P", "K", "height", "width"):
         if getattr(d, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(d, key)}")
+    if cfg.train.threads < 0:
+        raise ConfigError(f"train.threads must be >= 0 (0 = automatic), got {cfg.train.threads}")
     if d.workers < 0:
         raise ConfigError(f"data.workers must be >= 0, got {d.workers}")
     if cfg.train.epochs < 0:
@@ -755,12 +768,35 @@ def check_components(cfg: Config) -> None:
                 build(spec.name, **spec.args)
             except (TypeError, ValueError, KeyError) as e:
                 raise ConfigError(f"data.{key} ({spec.name}, args {spec.args}): {e}") from None
+    if factory is not None and temporal is not None:
+        check_clip_lengths(cfg, factory.MODELS[cfg.model.name], temporal)
     objective = _optional_import("videoreid.losses.objective")
     if objective is not None:
         try:
             objective.build_objective([dict(s) for s in cfg.loss], num_classes=4, feat_dim=8)
         except (TypeError, ValueError, KeyError) as e:
             raise ConfigError(f"loss: {e}") from None
+
+
+def check_clip_lengths(cfg: Config, builder: Any, temporal: Any) -> None:
+    """A model with a fixed clip length (``builder.required_clip_length(args)``, e.g. STAN's
+    ``num_frames``) must get clips of that length from the sampler and the test plan."""
+    required = getattr(builder, "required_clip_length", None)
+    need = required(dict(cfg.model.args)) if required is not None else None
+    if need is None:
+        return
+    length, key = need
+    for name, build in (("train_sampler", temporal.build_sampler),
+                        ("test_plan", temporal.build_plan)):
+        spec: SamplerSpec = getattr(cfg.data, name)
+        got = build(spec.name, **spec.args).length
+        if got != length:
+            raise ConfigError(
+                f"{key}={length} but data.{name} ({spec.name}) gives clips of {got} frames "
+                f"(data.{name}.args.length): model {cfg.model.name!r} needs clips of exactly "
+                f"{key} frames; set {key}, data.train_sampler.args.length and "
+                f"data.test_plan.args.length to the same value"
+            )
 
 
 # ----------------------------------------------------------------------------- saving

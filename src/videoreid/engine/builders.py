@@ -27,6 +27,7 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import platform
 import random
 import subprocess
@@ -75,6 +76,7 @@ from videoreid.engine.run_dir import (
     apply_optimizer_overrides,
     check_run_folder,
 )
+from videoreid.engine.threads import apply_thread_plan, plan_threads
 from videoreid.engine.trainer import Trainer
 from videoreid.engine.weights_check import (
     check_pretrained_choice,
@@ -94,6 +96,7 @@ __all__ = [
     "git_revision",
     "write_run_info",
     "collect_run_info",
+    "inference_options",
     "prepare_data_root",
     "generate_in_subprocess",
     "build_splits",
@@ -148,15 +151,18 @@ def git_revision(path: str | Path | None = None) -> str:
         return "unknown"
 
 
-def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) -> dict[str, Any]:
-    """Write ``run_info.json`` (git revision, versions, device, command line)."""
-    info = collect_run_info(device, dist)
+def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
+                   threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``run_info.json`` (git revision, versions, device, threads, command line)."""
+    info = collect_run_info(device, dist, threads)
     atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
 
-def collect_run_info(device: torch.device, dist: DistInfo) -> dict[str, Any]:
-    """The content of ``run_info.json``: git revision, versions, device, command line."""
+def collect_run_info(device: torch.device, dist: DistInfo,
+                     threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``run_info.json``: git revision, versions, device, threads, command
+    line."""
     info = {
         "git_revision": git_revision(),
         "torch": torch.__version__,
@@ -170,6 +176,8 @@ def collect_run_info(device: torch.device, dist: DistInfo) -> dict[str, Any]:
         "world_size": dist.world_size,
         "argv": sys.argv,
     }
+    if threads is not None:
+        info["threads"] = threads
     return info
 
 
@@ -278,9 +286,11 @@ def build_transforms(cfg: Config) -> tuple[Any, Any]:
         from videoreid.modalities.pose import FLIP_PERMUTATION, FLIP_SIGN
 
         flip_rules["pose"] = (FLIP_PERMUTATION, FLIP_SIGN)
+    # uint8 clips from the workers; colour, normalisation and erasing run batched on the
+    # training device (the Trainer applies train.finish_batch to each batch)
     train = ClipTransform(d.height, d.width, train=True, flip_p=a.flip, pad=a.pad,
                           erasing_p=a.erasing, color_jitter=a.color_jitter,
-                          flip_rules=flip_rules)
+                          flip_rules=flip_rules, output="uint8")
     test = ClipTransform(d.height, d.width, train=False)
     return train, test
 
@@ -501,6 +511,12 @@ def _summarise(result: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def inference_options(cfg: Config) -> dict[str, Any]:
+    """``extract_features`` keyword arguments from ``cfg.eval`` (precision, layout, compile)."""
+    e = cfg.eval
+    return {"precision": e.precision, "channels_last": e.channels_last, "compile": e.compile}
+
+
 def evaluate_model(
     model: nn.Module,
     split: ReIDSplit,
@@ -527,7 +543,8 @@ def evaluate_model(
     e = cfg.eval
     fs = extract_split(model, split, plan, test_tf, batch_size=e.batch_size, device=device,
                        normalize=e.normalize, workers=cfg.data.workers, modalities=modalities,
-                       amp=cfg.train.amp, progress=cfg.train.progress)
+                       amp=cfg.train.amp, progress=cfg.train.progress,
+                       **inference_options(cfg))
     protocol = protocol or e.protocol or split.protocol
     result = dict(evaluate_features(
         fs, protocol, e.metric,
@@ -724,6 +741,20 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
     """
     check_pretrained_choice(cfg.model.name, cfg.model.args)  # before any data is read
     dist, device = init_distributed(cfg.train.device)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    thread_plan = plan_threads(cfg.data.workers, cfg.train.threads,
+                               local_world_size=local_ranks)
+    threads_before = torch.get_num_threads()
+    apply_thread_plan(thread_plan)  # restored on return: a library call leaves no trace
+    log.info("threads: %s", thread_plan.note)
+    try:
+        return _train_from_config(cfg, dist, device, thread_plan)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
+                       thread_plan: Any) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
     # writes nothing: lock, occupancy, resume config diff (rank 0 only: other ranks would
     # race with its lock)
@@ -733,7 +764,7 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         _check_model(cfg, splits[0])
     with RunFolder(cfg, changes) as folder:
         if dist.is_main:  # every start-up check passed: lock and write the run files
-            folder.start(collect_run_info(device, dist))
+            folder.start(collect_run_info(device, dist, threads=thread_plan.as_dict()))
         barrier()
         return _train_splits(cfg, splits, run_dir, device, dist, folder)
 

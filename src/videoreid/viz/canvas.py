@@ -110,13 +110,9 @@ def pad_to(img: np.ndarray, height: int | None = None, width: int | None = None,
 
 def hstack(images: Sequence[np.ndarray], gap: int = 0, color: Sequence[int] = WHITE) -> np.ndarray:
     """Images side by side (top-aligned, padded to the tallest), ``gap`` pixels apart."""
-    h = max(im.shape[0] for im in images)
-    parts = []
-    for i, im in enumerate(images):
-        if i and gap:
-            parts.append(np.full((h, gap, 3), np.asarray(color, np.uint8)))
-        parts.append(pad_to(im, h, None, color))
-    return np.concatenate(parts, axis=1)
+    # vstack of the transposed images: padding bottom/right there is right/bottom here
+    t = vstack([im.transpose(1, 0, 2) for im in images], gap, color)
+    return np.ascontiguousarray(t.transpose(1, 0, 2))
 
 
 def vstack(images: Sequence[np.ndarray], gap: int = 0, color: Sequence[int] = WHITE) -> np.ndarray:

@@ -28,6 +28,18 @@ def read_log(path: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def _save(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out ``fig``, write it as a PNG atomically, close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for i, r in enumerate(rows):
@@ -92,12 +104,7 @@ def plot_training_curves(
                   transform=ax_m.transAxes)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 def plot_cmc(
@@ -134,9 +141,4 @@ def plot_cmc(
         ax.legend(fontsize=8, loc="lower right")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=90)
