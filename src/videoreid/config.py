@@ -286,6 +286,9 @@ class EvalConfig:
             bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
         channels_last: run convolutions in channels-last memory format at test time.
         compile: ``torch.compile`` the model for extraction (first batch compiles).
+        score_norm_mode: how ``score_norm`` combines the row and column statistics:
+            ``symmetric`` (default), ``sequential``, ``row`` or ``column``
+            (``videoreid.evaluation.normalization``).
     """
 
     protocol: str | None = None
@@ -298,6 +301,7 @@ class EvalConfig:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    score_norm_mode: str = "symmetric"
 
 
 @dataclass
@@ -324,6 +328,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
     "eval.precision": ("auto", "fp32", "bf16", "fp16"),
+    "eval.score_norm_mode": ("symmetric", "sequential", "row", "column"),
 }
 
 

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         agg = evaluate_splits(feature_sets, protocol=results[0]["protocol"],
                               metric=cfg.eval.metric, rerank=args.rerank or cfg.eval.rerank,
                               score_norm=args.score_norm or cfg.eval.score_norm,
-                              max_rank=cfg.eval.max_rank)
+                              max_rank=cfg.eval.max_rank,
+                              score_norm_mode=cfg.eval.score_norm_mode)
         summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")
         print(f"mean over {len(splits)} splits: {agg.get('mean')}\nstd: {agg.get('std')}")
     if args.out:

@@ -49,7 +49,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
 
 
 def _parse(sub: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """Options and positionals in any order (overrides after options too)."""
+    """Options and positionals in any order (overrides after options too) for every
+    subcommand; parsers that argparse cannot intermix (sub-commands) parse plainly. (A
+    module's ``INTERMIXED`` flag is no longer needed.)"""
     try:
         return sub.parse_intermixed_args(argv)
     except TypeError:  # parsers with sub-commands cannot be intermixed
