@@ -242,6 +242,8 @@ class TrainConfig:
         eval_every: evaluate every N epochs (0 = only at the end).
         resume: ``false``; ``true`` = newest checkpoint in the run directory; or a path.
         progress: tqdm progress bars on the main process (off when not a terminal).
+        sync_bn: under DDP, BatchNorm statistics over every rank's batch (including RGSA's
+            pair BN), so W ranks normalise as one process on the global batch would.
     """
 
     epochs: int = 800
@@ -253,6 +255,7 @@ class TrainConfig:
     eval_every: int = 50
     resume: bool | str = False
     progress: bool = True
+    sync_bn: bool = False
 
 
 @dataclass

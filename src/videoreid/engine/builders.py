@@ -88,6 +88,8 @@ __all__ = [
     "train_from_config",
     "load_model_from_checkpoint",
     "to_jsonable",
+    "apply_sync_bn",
+    "exclude_unused_parameters",
 ]
 
 # Aligned maps a model can consume besides the images: name → "module:function".
@@ -567,14 +569,21 @@ def train_split(
     train_tf, _ = build_transforms(cfg)
     num_classes = split.num_train_pids
     model = build_model_from_config(cfg, num_classes)
+    if cfg.train.sync_bn:
+        model = apply_sync_bn(model, device, dist)
     objective = build_objective_from_config(cfg, model, num_classes)
+    loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
+                                pin_memory=device.type == "cuda")
+    if dist.enabled:
+        exclude_unused_parameters(model, objective, loader.dataset, device)
     o = cfg.optim
     optimizer, freeze_specs = build_optimizer(
         model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
         momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
         param_groups=[config_to_dict(g) for g in o.param_groups])
-    loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
-                                pin_memory=device.type == "cuda")
+    if freeze_specs and dist.enabled:
+        log.info("DDP: find_unused_parameters=True (fallback) because %s are frozen for the "
+                 "first epochs only", ", ".join(repr(s.prefix) for s in freeze_specs))
     last: dict[str, Any] = {}
 
     def eval_fn(trainer: Trainer) -> dict[str, float]:
@@ -607,6 +616,45 @@ def train_split(
     metrics = broadcast_object(last.get("result", {}).get("metrics", {}))
     return {"metrics": metrics, "result": last.get("result"), "features": last.get("features"),
             "trainer": trainer}
+
+
+def apply_sync_bn(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
+    """``train.sync_bn``: BatchNorm statistics over every rank's batch (no-op with one rank).
+
+    torch's fused ``SyncBatchNorm`` serves plain BN layers on CUDA; on CPU (gloo) and for the
+    models' own BN subclasses, :mod:`videoreid.models.sync_bn`.
+    """
+    if not dist.enabled:
+        log.info("train.sync_bn=true has no effect in a single process (BN already sees the "
+                 "whole batch)")
+        return model
+    from videoreid.models.sync_bn import convert_sync_batchnorm
+
+    try:
+        return convert_sync_batchnorm(model, native=device.type == "cuda")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def exclude_unused_parameters(model: nn.Module, objective: nn.Module, dataset: Any,
+                              device: torch.device) -> list[str]:
+    """Probe one small training batch; parameters without a gradient stop requiring one.
+
+    Every rank probes the same batch (the probe's synchronised BN and OIM gather are
+    collectives, so all ranks must take part); the answers must agree, or the DDP reducers
+    would not (see :mod:`videoreid.engine.unused`).
+    """
+    from videoreid.data.clips import collate_clips
+    from videoreid.engine.unused import exclude_parameters, find_unused_parameters, probe_indices
+
+    batch = collate_clips([dataset[i] for i in probe_indices(dataset.pids)])
+    names = find_unused_parameters(model, objective, batch, device)
+    main = broadcast_object(names)
+    if main != names:
+        raise RuntimeError(f"ranks disagree on the parameters without a gradient: rank 0 "
+                           f"{main}, rank {get_dist_info().rank} {names}")
+    exclude_parameters(model, names)
+    return names
 
 
 def to_jsonable(x: Any) -> Any:
