@@ -51,6 +51,7 @@ from videoreid.engine.distributed import (
     get_dist_info,
     init_distributed,
 )
+from videoreid.data.joint import eval_parts, join_splits
 from videoreid.engine.extract import extract_split
 from videoreid.engine.hooks import (
     CheckpointHook,
@@ -62,6 +63,7 @@ from videoreid.engine.hooks import (
     ParamFreezeHook,
     TensorBoardHook,
 )
+from videoreid.engine.init_from import check_init_from, config_for_split, load_init
 from videoreid.engine.trainer import Trainer
 from videoreid.utils.io import atomic_write_json
 
@@ -158,10 +160,10 @@ def prepare_data_root(cfg: Config) -> Path:
     otherwise it is an error (silently training on other data would be worse). Under DDP
     only rank 0 generates; the others wait.
     """
-    root = Path(cfg.data.root)
     synth = cfg.data.synth
     if synth is None:
-        return root
+        return Path(cfg.data.root)  # one dataset: a str (a mapping goes with a list, no synth)
+    root = Path(cfg.data.root)
     wanted = config_to_dict(synth)
     stamp = root / "synth_config.json"
     if get_dist_info().is_main:
@@ -218,20 +220,63 @@ def build_splits(cfg: Config) -> list[ReIDSplit]:
     """
     from videoreid.data.datasets.factory import build_dataset
 
-    ds = build_dataset(cfg.data.dataset, prepare_data_root(cfg), **cfg.data.dataset_args)
-    if cfg.data.split == "all":
-        splits = ds.splits()
+    if isinstance(cfg.data.dataset, list):
+        splits = _joint_splits(cfg)
     else:
-        k = int(cfg.data.split)
-        if not 0 <= k < ds.num_splits:
-            raise ConfigError(f"data.split={k} but {cfg.data.dataset} has {ds.num_splits} "
-                              f"split(s) (0..{ds.num_splits - 1}, or 'all')")
-        splits = [ds.split(k)]
+        ds = build_dataset(cfg.data.dataset, prepare_data_root(cfg), **cfg.data.dataset_args)
+        if cfg.data.split == "all":
+            splits = ds.splits()
+        else:
+            k = int(cfg.data.split)
+            if not 0 <= k < ds.num_splits:
+                raise ConfigError(f"data.split={k} but {cfg.data.dataset} has {ds.num_splits} "
+                                  f"split(s) (0..{ds.num_splits - 1}, or 'all')")
+            splits = [ds.split(k)]
+        check_init_from(cfg, [cfg.data.dataset] if ds.num_splits > 1 else [], len(splits))
     if cfg.data.chunk_train is not None:
         from videoreid.data.temporal import split_into_chunks
 
         c = cfg.data.chunk_train
         splits = [replace(s, train=split_into_chunks(s.train, c.length, c.overlap)) for s in splits]
+    return splits
+
+
+def _joint_splits(cfg: Config) -> list[ReIDSplit]:
+    """``data.dataset`` as a list: one :class:`~videoreid.data.joint.JointSplit` per split index.
+
+    ``data.split`` selects the split of every multi-split dataset (``all``: each index in
+    turn); single-split datasets take part whole in every joint split.
+    """
+    from videoreid.data.datasets.factory import build_dataset
+
+    d = cfg.data
+    datasets = {}
+    for name in d.dataset:
+        root = d.root[name] if isinstance(d.root, dict) else d.root
+        try:
+            datasets[name] = build_dataset(name, root, **d.dataset_args.get(name, {}))
+        except ValueError as e:
+            raise ConfigError(f"data.dataset {name} (root {root}): {e}") from None
+    counts = {n: ds.num_splits for n, ds in datasets.items() if ds.num_splits > 1}
+    if len(set(counts.values())) > 1:
+        raise ConfigError(f"data.dataset: the multi-split datasets have different numbers of "
+                          f"splits {counts}; split k of each is joined, so they must agree")
+    num = next(iter(counts.values()), 1)
+    if d.split == "all":
+        indices = list(range(num))
+    else:
+        if not 0 <= int(d.split) < num:
+            raise ConfigError(f"data.split={d.split} but the multi-split datasets of "
+                              f"{d.dataset} have {num} split(s) (0..{num - 1}, or 'all')"
+                              if counts else f"data.split={d.split}: none of {d.dataset} has "
+                              "more than one split; use data.split=0")
+        indices = [int(d.split)]
+    check_init_from(cfg, sorted(counts), len(indices))
+    splits: list[ReIDSplit] = []
+    for k in indices:
+        parts = [replace(ds.split(k if n in counts else 0), name=n)
+                 for n, ds in datasets.items()]
+        splits.append(join_splits(parts))
     return splits
 
 
@@ -515,11 +560,18 @@ def build_hooks(
 ) -> list[HookBase]:
     """The standard hook list, in the order that makes resume exact (checkpoint last)."""
     s = cfg.schedule
-    hooks: list[HookBase] = [
-        LRScheduleHook(name=s.name, milestones=list(s.milestones), gamma=s.gamma,
-                       step_size=s.step_size, warmup_epochs=s.warmup_epochs,
-                       warmup_factor=s.warmup_factor, min_factor=s.min_factor),
-    ]
+    if s.name == "plateau":
+        from videoreid.engine.plateau import PlateauLRHook
+
+        schedule: HookBase = PlateauLRHook(
+            monitor=s.monitor, patience=s.patience, threshold=s.threshold, gamma=s.gamma,
+            min_factor=s.min_factor, warmup_epochs=s.warmup_epochs,
+            warmup_factor=s.warmup_factor)
+    else:
+        schedule = LRScheduleHook(name=s.name, milestones=list(s.milestones), gamma=s.gamma,
+                                  step_size=s.step_size, warmup_epochs=s.warmup_epochs,
+                                  warmup_factor=s.warmup_factor, min_factor=s.min_factor)
+    hooks: list[HookBase] = [schedule]
     if freeze_specs:
         hooks.append(ParamFreezeHook(freeze_specs))
     if eval_fn is not None:
@@ -558,9 +610,13 @@ def train_split(
 ) -> dict[str, Any]:
     """Train on one split, evaluate, write ``log.csv``, checkpoints and ``features.npz``.
 
+    A joint split (several datasets) is evaluated per dataset, its features written as
+    ``features_<dataset>.npz``.
+
     Returns:
         ``{"metrics": {...}, "result": evaluation result, "features": FeatureSet | None,
-        "trainer": Trainer}`` (metrics and features on the main process).
+        "parts": {dataset: (result, FeatureSet)}, "trainer": Trainer}`` (metrics and features
+        on the main process; ``result``/``features`` only for a single dataset).
     """
     run_dir = Path(run_dir)
     dist = get_dist_info()
@@ -568,7 +624,10 @@ def train_split(
     modalities = build_modalities(cfg)
     train_tf, _ = build_transforms(cfg)
     num_classes = split.num_train_pids
+    cfg = config_for_split(cfg, split.split_index)  # {split} in init_from paths
     model = build_model_from_config(cfg, num_classes)
+    if cfg.train.init_from:
+        load_init(model, cfg.train.init_from)
     if cfg.train.sync_bn:
         model = apply_sync_bn(model, device, dist)
     objective = build_objective_from_config(cfg, model, num_classes)
@@ -586,10 +645,17 @@ def train_split(
                  "first epochs only", ", ".join(repr(s.prefix) for s in freeze_specs))
     last: dict[str, Any] = {}
 
+    parts = eval_parts(split)  # a joint split: every dataset under its own protocol
+
     def eval_fn(trainer: Trainer) -> dict[str, float]:
-        result, fs = evaluate_model(trainer.module, split, cfg, device, modalities=modalities)
-        last.update(result=result, features=fs)
-        return result["metrics"]
+        metrics: dict[str, float] = {}
+        for part in parts:
+            result, fs = evaluate_model(trainer.module, part, cfg, device, modalities=modalities)
+            last.setdefault("parts", {})[part.name] = (result, fs)
+            metrics.update(result["metrics"])
+        if len(parts) == 1:
+            last.update(result=result, features=fs)
+        return metrics
 
     hooks = build_hooks(cfg, run_dir, freeze_specs, eval_fn) + list(extra_hooks)
     trainer = Trainer(model, objective, optimizer, loader, device=device,
@@ -608,14 +674,16 @@ def train_split(
              cfg.model.name, split.describe(), len(split.train), num_classes,
              trainer.iters_per_epoch, cfg.train.epochs)
     trainer.train()
-    if dist.is_main and "features" not in last:  # resumed after the end, or epochs=0
+    if dist.is_main and "parts" not in last:  # resumed after the end, or epochs=0
         eval_fn(trainer)
     if dist.is_main:
-        last["features"].save(run_dir / "features.npz")
+        for name, (_, fs) in last["parts"].items():
+            fs.save(run_dir / ("features.npz" if len(parts) == 1 else f"features_{name}.npz"))
     barrier()
-    metrics = broadcast_object(last.get("result", {}).get("metrics", {}))
+    metrics = broadcast_object({k: v for r, _ in last.get("parts", {}).values()
+                                for k, v in r["metrics"].items()})
     return {"metrics": metrics, "result": last.get("result"), "features": last.get("features"),
-            "trainer": trainer}
+            "parts": last.get("parts", {}), "trainer": trainer}
 
 
 def apply_sync_bn(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
@@ -688,12 +756,15 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         write_run_info(run_dir, device, dist)
     splits = build_splits(cfg)
     per_split, feature_sets, results = [], [], []
+    by_dataset: dict[str, list[tuple[Any, Any]]] = {}  # joint training: per dataset
     for split in splits:
         split_dir = run_dir if cfg.data.split != "all" else run_dir / f"split{split.split_index}"
         out = train_split(cfg, split, split_dir, device)
         per_split.append(out["metrics"])
         feature_sets.append(out["features"])
         results.append(out["result"])
+        for name, (result, fs) in out["parts"].items():
+            by_dataset.setdefault(name, []).append((result, fs))
         del out  # the trainer (model, loader) of this split is no longer needed
     summary: dict[str, Any] = {"dataset": splits[0].name, "model": cfg.model.name,
                                "splits": [s.split_index for s in splits],
@@ -702,7 +773,10 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
     if dist.is_main:
         from videoreid.evaluation.protocol import evaluate_splits, format_table
 
-        if len(splits) > 1:
+        if len(by_dataset) > 1:  # joint training: each dataset under its own protocol
+            summary["datasets"] = sorted(by_dataset)
+            table = _joint_summary(cfg, by_dataset, summary)
+        elif len(splits) > 1:
             protocol = cfg.eval.protocol or splits[0].protocol
             agg = evaluate_splits(feature_sets, protocol=protocol, metric=cfg.eval.metric,
                                   rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm)
@@ -715,6 +789,29 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         atomic_write_json(run_dir / "metrics.json", to_jsonable(summary))
     summary["table"] = table
     return broadcast_object(to_jsonable(summary))
+
+
+def _joint_summary(cfg: Config, by_dataset: Mapping[str, list[tuple[Any, Any]]],
+                   summary: dict[str, Any]) -> str:
+    """Per-dataset results (mean ± std over splits when several) into ``summary``; the table."""
+    from videoreid.evaluation.protocol import evaluate_splits, format_table
+
+    rows: list[dict[str, Any]] = []
+    if len(next(iter(by_dataset.values()))) > 1:
+        summary["mean"], summary["std"], summary["protocol"] = {}, {}, {}
+        for name, runs in by_dataset.items():
+            protocol = runs[0][0]["protocol"]
+            agg = evaluate_splits([fs for _, fs in runs], protocol=protocol,
+                                  metric=cfg.eval.metric, rerank=cfg.eval.rerank,
+                                  score_norm=cfg.eval.score_norm)
+            summary["mean"][name] = to_jsonable(agg.get("mean"))
+            summary["std"][name] = to_jsonable(agg.get("std"))
+            summary["protocol"][name] = protocol
+            rows.append(agg)
+    else:
+        rows = [runs[0][0] for runs in by_dataset.values()]
+        summary["protocol"] = {name: runs[0][0]["protocol"] for name, runs in by_dataset.items()}
+    return format_table(rows)
 
 
 def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes: int,
