@@ -58,6 +58,7 @@ def common_overrides(args: argparse.Namespace) -> list[str]:
         f"data.K={args.K}",
         "data.workers=0",
         "model.args.backbone=resnet_tiny",
+        "model.args.pretrained=none",       # no published weights for the tiny network
         "model.args.image_size=[128, 64]",
         f"model.args.seq_len={t}",
         # C = 64 for resnet_tiny: r1 = 4, r2 = 16 keep C/r1 = 16, C/r2 = 4 relation channels.
@@ -68,6 +69,7 @@ def common_overrides(args: argparse.Namespace) -> list[str]:
         # run of a few hundred steps mostly at a learning rate too small to learn anything.
         f"schedule.milestones=[{int(0.8 * e)}]",
         f"train.epochs={e}",
+        "train.iters_per_epoch=null",       # one P x K pass per epoch, not MARS's 116 steps
         "train.eval_every=0",
         f"train.checkpoint_every={e}",
         "train.keep_last=1",

@@ -112,7 +112,7 @@ def test_streamed_equals_naive(model, tracklets, plan_spec):
     for normalize in ("none", "before", "after", "both"):
         model.batch_sizes.clear()
         got = extract_features(model, tracklets, plan, transform, batch_size=3, device="cpu",
-                               normalize=normalize, progress=False)
+                               normalize=normalize, progress=False, precision="fp32")
         assert got.shape == (len(tracklets), 5) and got.dtype == np.float32
         np.testing.assert_allclose(got, aggregate(reference, normalize), rtol=1e-5, atol=1e-6)
         # bounded memory: never more than batch_size clips in a forward pass, each clip once
@@ -129,7 +129,8 @@ def test_long_tracklet_is_streamed_in_batches(model, tracklets):
     long_only = tracklets[:1]
     want = aggregate(naive_clip_embeddings(model, long_only, plan, transform), "none")
     model.batch_sizes.clear()
-    got = extract_features(model, long_only, plan, transform, batch_size=8, progress=False)
+    got = extract_features(model, long_only, plan, transform, batch_size=8, progress=False,
+                           precision="fp32")
     assert model.batch_sizes == [8] * 4 + [6]  # 38 clips of 4 frames, in batches of <= 8
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -138,9 +139,10 @@ def test_batch_size_and_workers_do_not_change_features(model, tracklets):
     plan = build_plan("dense", length=4, stride=2)
     transform = ClipTransform(H, W, train=False)
     subset = tracklets[1:]
-    a = extract_features(model, subset, plan, transform, batch_size=1, progress=False)
+    a = extract_features(model, subset, plan, transform, batch_size=1, progress=False,
+                         precision="fp32")
     b = extract_features(model, subset, plan, transform, batch_size=64, workers=2,
-                         progress=False)
+                         progress=False, precision="fp32")
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

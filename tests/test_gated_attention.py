@@ -140,7 +140,8 @@ def test_configs_have_the_paper_settings_and_build(path):
     a = cfg.model.args
     assert (a["stage"], a["aggregation"]) == ("layer3", "avg")
     model = build_model("gated_attention", 4,
-                        **dict(a, backbone="resnet_tiny", flow_channels=list(TINY_FLOW)))
+                        **dict(a, backbone="resnet_tiny", pretrained="none",
+                               flow_channels=list(TINY_FLOW)))
     assert model.stage == "layer3"
 
 

@@ -270,7 +270,8 @@ def test_configs_have_the_paper_settings_and_build(path):
     assert (a["backbone"], a["stage"], a["aggregation"]) == ("resnet50", "layer3", "weighted")
     assert a["embed_hidden"] == 2048
     assert {c["name"] for c in cfg.loss} == {"ce", "triplet"}
-    model = build_model("man", 4, **dict(a, backbone="resnet_tiny", embed_hidden=8))
+    model = build_model("man", 4, **dict(a, backbone="resnet_tiny", pretrained="none",
+                                         embed_hidden=8))
     assert model.stage == "layer3"
 
 

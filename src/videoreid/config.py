@@ -256,6 +256,11 @@ class TrainConfig:
         eval_every: evaluate every N epochs (0 = only at the end).
         resume: ``false``; ``true`` = newest checkpoint in the run directory; or a path.
         progress: tqdm progress bars on the main process (off when not a terminal).
+        activation_checkpointing: recompute backbone activations in the backward pass to
+            save memory: ``false``, ``true`` (every stage) or a list of stage names
+            (``stem``, ``layer1`` … ``layer4``); see ``engine.memory``.
+        threads: torch CPU threads; 0 = the cores left after ``data.workers`` (see
+            ``videoreid.engine.threads``; the choice is written to ``run_info.json``).
         sync_bn: under DDP, BatchNorm statistics over every rank's batch (including RGSA's
             pair BN), so W ranks normalise as one process on the global batch would.
         init_from: checkpoint of an earlier stage to start from (tensors whose name and
@@ -272,6 +277,8 @@ class TrainConfig:
     eval_every: int = 50
     resume: bool | str = False
     progress: bool = True
+    activation_checkpointing: bool | list[str] = False
+    threads: int = 0
     sync_bn: bool = False
     init_from: str | None = None
 
@@ -289,6 +296,10 @@ class EvalConfig:
             feature ``after``, ``both`` or ``none``.
         batch_size: clips per forward pass at test time (bounds memory).
         max_rank: length of the reported CMC.
+        precision: inference precision: ``auto`` (bf16 autocast where the device computes
+            bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
+        channels_last: run convolutions in channels-last memory format at test time.
+        compile: ``torch.compile`` the model for extraction (first batch compiles).
     """
 
     protocol: str | None = None
@@ -298,6 +309,9 @@ class EvalConfig:
     normalize: str = "none"
     batch_size: int = 32
     max_rank: int = 50
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
 
 
 @dataclass
@@ -323,6 +337,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
+    "eval.precision": ("auto", "fp32", "bf16", "fp16"),
 }
 
 
@@ -457,6 +472,8 @@ def _validate(cfg: Config) -> None:
     for key in ("P", "K", "height", "width"):
         if getattr(d, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(d, key)}")
+    if cfg.train.threads < 0:
+        raise ConfigError(f"train.threads must be >= 0 (0 = automatic), got {cfg.train.threads}")
     if d.workers < 0:
         raise ConfigError(f"data.workers must be >= 0, got {d.workers}")
     if cfg.train.epochs < 0:

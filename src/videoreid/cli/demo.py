@@ -6,8 +6,10 @@
 3. evaluates the final features under the MARS ``market`` and ``official`` protocols and
    prints the table next to the chance level of each (the expected score of a random
    ranking, computed exactly from the label structure, see :func:`videoreid.evaluation.chance.chance_metrics`);
-4. writes the report into ``OUT/run``: ``report.json`` (metrics, chance, timings),
-   ``report.md``, ``training_curves.png`` and ``ranked_results.png``.
+4. writes the report into ``OUT/run``: ``report.html`` (:mod:`videoreid.viz.report`: metrics,
+   CMC, cameras, training curves, best/median/worst queries, attention; its PNGs beside it,
+   among them ``training_curves.png`` and ``ranked_results.png``), ``report.json``
+   (metrics, chance, timings) and ``report.md``.
 
 ``--quick`` shrinks data and training to seconds (for tests: the numbers mean little).
 Threads: the demo gives PyTorch ``cores − workers`` threads (at least 1) so that decoding
@@ -24,9 +26,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from videoreid.evaluation.chance import chance_metrics
 
@@ -62,28 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def _ranking_figure(fs: Any, split: Any, path: Path, protocol: str, num_queries: int = 4,
-                    topk: int = 5) -> Path:
-    from videoreid.evaluation.distance import compute_distance
-    from videoreid.evaluation.protocol import build_sets
-    from videoreid.viz.ranking import plot_ranked_results, rank_for_query
-
-    tracklets = list(split.query) + list(split.gallery)
-    q_idx, g_idx, _ = build_sets(fs.pids, fs.subsets, protocol)
-    dist = np.asarray(compute_distance(fs.features[q_idx], fs.features[g_idx]))
-    chosen = np.linspace(0, len(q_idx) - 1, num=min(num_queries, len(q_idx))).round().astype(int)
-    queries, rankings = [], []
-    for qi in chosen:
-        q = int(q_idx[qi])
-        order = rank_for_query(dist[qi], fs.pids[q], fs.camids[q], fs.pids[g_idx],
-                               fs.camids[g_idx], topk=topk)
-        queries.append(tracklets[q])
-        rankings.append([(tracklets[int(g_idx[j])], float(dist[qi, j])) for j in order])
-    return plot_ranked_results(queries, rankings, path,
-                               title=f"{fs.dataset} ({protocol} gallery): top-{topk}, "
-                                     "green = same identity")
-
-
 def _fmt_pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -97,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from videoreid.evaluation.features import FeatureSet
     from videoreid.evaluation.protocol import evaluate_features, format_table
     from videoreid.utils.io import atomic_write_json, atomic_write_text
-    from videoreid.viz.curves import plot_training_curves
+    from videoreid.viz.report import write_report
 
     setup_logging()
     t_start = time.perf_counter()
@@ -143,11 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     t = time.perf_counter()
     main = results[0]
-    curves = plot_training_curves(
-        run_dir / "log.csv", run_dir / "training_curves.png",
-        title=f"demo: {cfg.model.name} ({cfg.model.args.get('backbone')}) on synthetic MARS",
-        chance={f"{PROTOCOLS[0]} mAP": chance[PROTOCOLS[0]]["mAP"]})
-    ranking = _ranking_figure(fs, split, run_dir / "ranked_results.png", PROTOCOLS[0])
+    report_html = write_report(run_dir)  # also training_curves.png, ranked_results.png
+    curves, ranking = run_dir / "training_curves.png", run_dir / "ranked_results.png"
     timings["report_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
 
@@ -171,12 +145,15 @@ def run(args: argparse.Namespace) -> int:
                                     "num_gallery": r["num_gallery"]} for r in results},
         "chance": chance,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "files": {"curves": curves.name, "ranking": ranking.name, "log": "log.csv",
+        "files": {"report": report_html.name, "curves": curves.name, "ranking": ranking.name,
+                  "cmc": "cmc.png", "log": "log.csv",
                   "features": "features.npz", "config": "config.yaml"},
     }
     atomic_write_json(run_dir / "report.json", report)
     md = "\n".join([
         "# videoreid demo report", "",
+        f"The full report, with the CMC curve, the per-camera table, the best, median and "
+        f"worst queries and attention pictures: [{report_html.name}]({report_html.name}).", "",
         f"Synthetic MARS-layout data ({len(split.train)} training tracklets of "
         f"{split.num_train_pids} identities; {len(split.query)} queries, {len(split.gallery)} "
         f"gallery tracklets), model `{cfg.model.name}` {cfg.model.args}, "
@@ -199,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{main['protocol']} mAP {_fmt_pct(main['mAP'])} = {ratio:.1f}× chance; "
           f"total time {timings['total_s']:.0f} s ({threads} torch thread(s), "
           f"{cfg.data.workers} data worker(s))")
-    print(f"report: {run_dir / 'report.md'} (+ report.json, {curves.name}, {ranking.name})")
+    print(f"report: {report_html} (+ report.md, report.json, {curves.name}, {ranking.name})")
     if not math.isfinite(main["mAP"]):
         return 1
     return 0

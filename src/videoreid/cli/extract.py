@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         build_modalities,
         build_splits,
         build_transforms,
+        inference_options,
         load_model_from_checkpoint,
     )
     from videoreid.engine.distributed import resolve_device, setup_logging
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     fs = extract_split(model, split, plan, test_tf, batch_size=cfg.eval.batch_size,
                        device=device, normalize=cfg.eval.normalize, workers=cfg.data.workers,
                        modalities=build_modalities(cfg), amp=cfg.train.amp,
-                       progress=cfg.train.progress)
+                       progress=cfg.train.progress, **inference_options(cfg))
     fs.save(args.out)
     print(f"wrote {len(fs.features)} features of dimension {fs.features.shape[1]} "
           f"({split.describe()}, checkpoint {ckpt}) to {args.out}")

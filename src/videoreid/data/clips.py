@@ -1,8 +1,10 @@
 """Torch datasets turning tracklets into clips, and their collate function.
 
-An item is a dict (DESIGN.md "Batch dict"):
+An item is a dict (docs/architecture.md, "Data contracts", batch dict):
 
-- ``images``: ``(T, 3, H, W)`` float32, normalised
+- ``images``: ``(T, 3, H, W)`` float32, normalised; with a ``ClipTransform(output="uint8")``
+  ``(T, 3, H, W)`` uint8 plus ``photometric (7,)``, finished on the training device by
+  ``transform.finish_batch(batch)`` (batched normalisation, colour jitter and erasing)
 - ``pids``, ``camids``: int; ``frame_mask``: ``(T,)`` bool (False on padding)
 - ``index``: the tracklet's position in the dataset's list
 - one ``(T, C, h, w)`` float32 tensor per modality (e.g. ``flow``, ``pose``)
@@ -98,13 +100,16 @@ def load_clip(
                              f"{len(indices)} frames of tracklet "
                              f"{tracklet.meta.get('tracklet_id', tracklet.frames[0])}")
         maps[name] = value
-    images, maps_out = transform(frames, maps, rng, frame_size=stored)
+    params = transform.sample_params(rng)  # what transform(...) does, params kept
+    images, maps_out = transform.apply(frames, maps, params, frame_size=stored)
     item: dict[str, Any] = {
         "images": images,
         "pids": int(tracklet.pid),
         "camids": int(tracklet.camid),
         "frame_mask": torch.from_numpy(np.asarray(mask, dtype=bool).copy()),
     }
+    if getattr(transform, "output", "float") == "uint8":  # finished on the device
+        item["photometric"] = transform.photometric_vector(params)
     item.update(maps_out)
     return item
 

@@ -27,6 +27,7 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import platform
 import random
 import subprocess
@@ -64,7 +65,16 @@ from videoreid.engine.hooks import (
     TensorBoardHook,
 )
 from videoreid.engine.init_from import check_init_from, config_for_split, load_init
+from videoreid.engine.memory import apply_activation_checkpointing
+from videoreid.engine.threads import apply_thread_plan, plan_threads
 from videoreid.engine.trainer import Trainer
+from videoreid.engine.weights_check import (
+    check_pretrained_choice,
+    record_weights,
+    refuse_random_backbones,
+    weights_report,
+)
+from videoreid.models.backbones.weights import describe_weights
 from videoreid.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -74,6 +84,7 @@ __all__ = [
     "seed_everything",
     "git_revision",
     "write_run_info",
+    "inference_options",
     "prepare_data_root",
     "generate_in_subprocess",
     "build_splits",
@@ -130,8 +141,9 @@ def git_revision(path: str | Path | None = None) -> str:
         return "unknown"
 
 
-def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) -> dict[str, Any]:
-    """Write ``run_info.json`` (git revision, versions, device, command line)."""
+def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
+                   threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``run_info.json`` (git revision, versions, device, threads, command line)."""
     info = {
         "git_revision": git_revision(),
         "torch": torch.__version__,
@@ -145,6 +157,8 @@ def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo) ->
         "world_size": dist.world_size,
         "argv": sys.argv,
     }
+    if threads is not None:
+        info["threads"] = threads
     atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
@@ -291,9 +305,11 @@ def build_transforms(cfg: Config) -> tuple[Any, Any]:
         from videoreid.modalities.pose import FLIP_PERMUTATION, FLIP_SIGN
 
         flip_rules["pose"] = (FLIP_PERMUTATION, FLIP_SIGN)
+    # uint8 clips from the workers; colour, normalisation and erasing run batched on the
+    # training device (the Trainer applies train.finish_batch to each batch)
     train = ClipTransform(d.height, d.width, train=True, flip_p=a.flip, pad=a.pad,
                           erasing_p=a.erasing, color_jitter=a.color_jitter,
-                          flip_rules=flip_rules)
+                          flip_rules=flip_rules, output="uint8")
     test = ClipTransform(d.height, d.width, train=False)
     return train, test
 
@@ -431,8 +447,9 @@ def build_optimizer(
     with (list specific prefixes first), else to the default group. Groups carry
     ``base_lr = lr × lr_mult`` for the schedule. ``frozen`` groups are left out of the
     optimiser with ``requires_grad=False``; ``freeze_epochs`` groups are in it and frozen
-    for the first epochs by the returned :class:`FreezeSpec` s (use with
-    :class:`ParamFreezeHook`). Parameters of ``objective`` (if any) are named
+    for the first epochs. Both come back as :class:`FreezeSpec` s: use them with
+    :class:`ParamFreezeHook`, which also keeps the groups' BatchNorm layers in eval mode
+    while frozen (else their running statistics would keep moving). Parameters of ``objective`` (if any) are named
     ``objective.<name>``. Parameters that already have ``requires_grad=False`` (e.g. a BNNeck
     shift) are left alone.
 
@@ -465,6 +482,8 @@ def build_optimizer(
             for p in params:
                 p.requires_grad_(False)
             log.info("param group %r: %d tensors frozen", g["match"], len(params))
+            # the spec keeps the group's BatchNorm statistics fixed too (ParamFreezeHook)
+            specs.append(FreezeSpec(g["match"], frozen=True))
             continue
         group_lr = lr * float(g.get("lr_mult", 1.0))
         wd = g.get("weight_decay")
@@ -511,6 +530,12 @@ def _summarise(result: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def inference_options(cfg: Config) -> dict[str, Any]:
+    """``extract_features`` keyword arguments from ``cfg.eval`` (precision, layout, compile)."""
+    e = cfg.eval
+    return {"precision": e.precision, "channels_last": e.channels_last, "compile": e.compile}
+
+
 def evaluate_model(
     model: nn.Module,
     split: ReIDSplit,
@@ -537,7 +562,8 @@ def evaluate_model(
     e = cfg.eval
     fs = extract_split(model, split, plan, test_tf, batch_size=e.batch_size, device=device,
                        normalize=e.normalize, workers=cfg.data.workers, modalities=modalities,
-                       amp=cfg.train.amp, progress=cfg.train.progress)
+                       amp=cfg.train.amp, progress=cfg.train.progress,
+                       **inference_options(cfg))
     protocol = protocol or e.protocol or split.protocol
     result = dict(evaluate_features(
         fs, protocol, e.metric,
@@ -625,11 +651,17 @@ def train_split(
     train_tf, _ = build_transforms(cfg)
     num_classes = split.num_train_pids
     cfg = config_for_split(cfg, split.split_index)  # {split} in init_from paths
+    if not dist.is_main:
+        barrier()  # rank 0 builds first: it downloads any published weights, once
     model = build_model_from_config(cfg, num_classes)
+    if dist.is_main:
+        barrier()
     if cfg.train.init_from:
         load_init(model, cfg.train.init_from)
+    _check_and_record_weights(cfg, model, split)
     if cfg.train.sync_bn:
         model = apply_sync_bn(model, device, dist)
+    apply_activation_checkpointing(model, cfg.train.activation_checkpointing)
     objective = build_objective_from_config(cfg, model, num_classes)
     loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
                                 pin_memory=device.type == "cuda")
@@ -716,13 +748,33 @@ def exclude_unused_parameters(model: nn.Module, objective: nn.Module, dataset: A
     from videoreid.engine.unused import exclude_parameters, find_unused_parameters, probe_indices
 
     batch = collate_clips([dataset[i] for i in probe_indices(dataset.pids)])
-    names = find_unused_parameters(model, objective, batch, device)
+    finish = getattr(getattr(dataset, "transform", None), "finish_batch", None)
+    names = find_unused_parameters(model, objective, batch, device, finish)
     main = broadcast_object(names)
     if main != names:
         raise RuntimeError(f"ranks disagree on the parameters without a gradient: rank 0 "
                            f"{main}, rank {get_dist_info().rank} {names}")
     exclude_parameters(model, names)
     return names
+
+
+def _weights_args(cfg: Config) -> dict[str, Any]:
+    """``model.args`` as the weights checks see them: ``train.init_from`` also supplies weights."""
+    args = dict(cfg.model.args)
+    if cfg.train.init_from:
+        args["init_from"] = cfg.train.init_from
+    return args
+
+
+def _check_and_record_weights(cfg: Config, model: nn.Module, split: ReIDSplit) -> None:
+    """Refuse unset weights on a full-size backbone; log and record what initialised it."""
+    refuse_random_backbones(model, cfg.model.name, _weights_args(cfg))
+    report = weights_report(model)
+    for name, info in report.items():
+        log.info("weights of %s: %s", name, describe_weights(info))
+    if get_dist_info().is_main:
+        key = "weights" if cfg.data.split != "all" else f"weights_split{split.split_index}"
+        record_weights(cfg.output_dir, report, key)
 
 
 def to_jsonable(x: Any) -> Any:
@@ -748,12 +800,27 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         the content of ``metrics.json`` (on every rank) plus ``table``, the results table
         of ``evaluation.protocol.format_table`` (per split and mean ± std for ``"all"``).
     """
+    check_pretrained_choice(cfg.model.name, _weights_args(cfg))  # before any data is read
     dist, device = init_distributed(cfg.train.device)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    thread_plan = plan_threads(cfg.data.workers, cfg.train.threads,
+                               local_world_size=local_ranks)
+    threads_before = torch.get_num_threads()
+    apply_thread_plan(thread_plan)  # restored on return: a library call leaves no trace
+    log.info("threads: %s", thread_plan.note)
+    try:
+        return _train_from_config(cfg, dist, device, thread_plan)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
+                       thread_plan: Any) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_resolved(cfg, run_dir)
-        write_run_info(run_dir, device, dist)
+        write_run_info(run_dir, device, dist, threads=thread_plan.as_dict())
     splits = build_splits(cfg)
     per_split, feature_sets, results = [], [], []
     by_dataset: dict[str, list[tuple[Any, Any]]] = {}  # joint training: per dataset
@@ -814,12 +881,26 @@ def _joint_summary(cfg: Config, by_dataset: Mapping[str, list[tuple[Any, Any]]],
     return format_table(rows)
 
 
+def _without_published_weights(cfg: Config) -> Config:
+    """``cfg`` with ``pretrained``/``pose_weights`` set to ``none``: a checkpoint replaces every
+    tensor anyway, so nothing needs downloading (evaluation works offline)."""
+    from videoreid.models.factory import MODELS
+
+    params = inspect.signature(MODELS[cfg.model.name]).parameters if cfg.model.name in MODELS \
+        else {}
+    args = dict(cfg.model.args)
+    for key in ("pretrained", "pose_weights"):
+        if key in params and args.get(key) is not None:
+            args[key] = "none"
+    return replace(cfg, model=replace(cfg.model, args=args))
+
+
 def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes: int,
                                device: torch.device) -> nn.Module:
     """Build the config's model and load the ``model`` weights of a checkpoint."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state.get("model", state)
-    model = build_model_from_config(cfg, num_classes)
+    model = build_model_from_config(_without_published_weights(cfg), num_classes)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or missing:
         raise ConfigError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "

@@ -18,6 +18,7 @@ paper specifies (``normalize``):
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from videoreid.data.tracklet import ReIDSplit, Tracklet
-from videoreid.engine.amp import autocast, resolve_amp
+from videoreid.engine.inference import InferenceRunner
 from videoreid.engine.trainer import move_to_device
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ def extract_features(
     amp: str = "none",
     progress: bool = True,
     desc: str = "extract",
+    precision: str = "auto",
+    channels_last: bool = True,
+    compile: bool = False,
 ) -> np.ndarray:
     """One feature per tracklet: the (normalised) mean of its clip embeddings.
 
@@ -67,8 +71,12 @@ def extract_features(
         normalize: ``"none"``, ``"before"`` (per clip), ``"after"`` (per tracklet), ``"both"``.
         workers: DataLoader workers decoding clips.
         modalities: aligned-map loaders the model needs (see ``videoreid.data.clips``).
-        amp: autocast mode (``"none"``, ``"bf16"``, ``"fp16"``).
+        amp: kept for older callers: ``"bf16"``/``"fp16"`` force that precision.
         progress: tqdm bar (hidden off a terminal).
+        precision: ``"auto"`` (bf16 autocast where the device computes it natively, else
+            fp32), ``"fp32"``, ``"bf16"``, ``"fp16"`` (see ``videoreid.engine.inference``).
+        channels_last: run convolutions in channels-last layout (restored afterwards).
+        compile: ``torch.compile`` the model (first batch pays the compilation).
 
     Returns:
         ``(N, D)`` float32 features, row i for ``tracklets[i]``.
@@ -80,7 +88,14 @@ def extract_features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
-    amp_settings = resolve_amp(amp, device)
+    if amp and amp.lower() not in ("none", "off", "false", "fp32"):
+        precision = amp
+    finish = None
+    if getattr(transform, "output", None) == "float" and hasattr(transform, "finish_batch"):
+        # workers hand over uint8 clips (4x less data); normalised batched here, identically
+        transform = copy.copy(transform)
+        transform.output = "uint8"
+        finish = transform.finish_batch
     dataset = TestClipDataset(list(tracklets), plan, transform, modalities=modalities)
     n = len(dataset.tracklets)
     loader = DataLoader(
@@ -93,15 +108,14 @@ def extract_features(
             )
     sums: torch.Tensor | None = None
     counts = torch.zeros(n, dtype=torch.float64)
-    was_training = model.training
-    model.eval()
+    runner = InferenceRunner(model, device, precision, channels_last, compile)
     try:
         with torch.inference_mode():
             for batch in tqdm(loader, desc=desc, disable=None if progress else True,
                               dynamic_ncols=True, leave=False):
                 index = batch["tracklet_index"].long()
-                with autocast(amp_settings):
-                    out = model(move_to_device(batch, device))
+                batch = move_to_device(batch, device)
+                out = runner(finish(batch) if finish is not None else batch)
                 emb = out.embedding.float()
                 if normalize in ("before", "both"):
                     emb = F.normalize(emb, dim=1)
@@ -111,7 +125,7 @@ def extract_features(
                 sums.index_add_(0, index, emb)
                 counts.index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
     finally:
-        model.train(was_training)
+        runner.close()
     if sums is None:  # no tracklets
         return np.zeros((0, 0), dtype=np.float32)
     missing = int((counts == 0).sum())

@@ -191,11 +191,17 @@ class ParamFreezeHook(HookBase):
     their optimiser state is untouched); when a spec's epochs run out they train again.
     Only parameters that were trainable when training started are ever toggled, so a
     parameter a model fixes on purpose (e.g. a BNNeck shift) stays fixed.
+
+    BatchNorm layers under a frozen prefix are put in eval mode (running statistics fixed,
+    normalisation by them) before every step — not only at the epoch start, because the
+    trainer's ``model.train()`` and any hook that evaluates and restores training mode would
+    otherwise switch them back; when the spec unfreezes they follow the model's mode again.
     """
 
     def __init__(self, specs: Sequence[FreezeSpec]) -> None:
         self.specs = list(specs)
         self._trainable: set[str] = set()
+        self._bns: list[list[nn.Module]] = []
 
     def before_train(self) -> None:
         params = list(self.trainer.module.named_parameters())
@@ -207,6 +213,20 @@ class ParamFreezeHook(HookBase):
                     f"param group prefix {spec.prefix!r} matches no parameter; "
                     f"top-level modules: {sorted({n.split('.')[0] for n in names})}"
                 )
+        self._bns = [
+            [m for name, m in self.trainer.module.named_modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and _matches(name + ".", spec.prefix)]
+            for spec in self.specs
+        ]
+
+    def _apply_bn_modes(self) -> None:
+        training = self.trainer.module.training
+        for spec, bns in zip(self.specs, self._bns, strict=True):
+            if not spec.freeze_bn:
+                continue
+            frozen = spec.is_frozen(self.trainer.epoch)
+            for m in bns:
+                m.train(training and not frozen)
 
     def before_epoch(self) -> None:
         epoch = self.trainer.epoch
@@ -216,14 +236,12 @@ class ParamFreezeHook(HookBase):
             for name, p in module.named_parameters():
                 if name in self._trainable and _matches(name, spec.prefix):
                     p.requires_grad_(not frozen)
-            if frozen and spec.freeze_bn:
-                for name, m in module.named_modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and _matches(
-                        name + ".", spec.prefix
-                    ):
-                        m.eval()
             if spec.freeze_epochs and epoch == spec.freeze_epochs:
                 log.info("epoch %d: unfreezing parameters under %r", epoch + 1, spec.prefix)
+        self._apply_bn_modes()
+
+    def before_step(self) -> None:
+        self._apply_bn_modes()
 
 
 # ------------------------------------------------------------------------ checkpoints

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,14 @@ class Trainer:
         progress: tqdm bars on the main process (``disable=None`` hides them off a tty).
         find_unused_parameters: passed to DDP (needed when parameters are frozen for some
             epochs only).
+        batch_transform: applied to each batch once it is on the device, e.g.
+            ``ClipTransform.finish_batch`` (normalisation and photometric augmentation of
+            uint8 clips, batched on the device). Default ``"auto"``: the ``finish_batch``
+            of ``train_loader.dataset.transform`` when there is one, else nothing.
+
+    Each epoch logs ``data_wait_s`` (time the loop waited for the loader) and
+    ``data_wait_frac`` (its share of the epoch): a share near 1 means loading is the
+    bottleneck (raise ``data.workers``).
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         progress: bool = True,
         find_unused_parameters: bool = False,
+        batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | str | None = "auto",
     ) -> None:
         self.device = torch.device(device)
         self.dist: DistInfo = get_dist_info()
@@ -154,6 +163,10 @@ class Trainer:
         self.grad_clip = grad_clip
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
+        if batch_transform == "auto":
+            transform = getattr(getattr(train_loader, "dataset", None), "transform", None)
+            batch_transform = getattr(transform, "finish_batch", None)
+        self.batch_transform = batch_transform
         self.hooks: list[HookBase] = []
         self.register_hooks(hooks)
 
@@ -264,6 +277,7 @@ class Trainer:
         it = self._new_pass()
         sums: dict[str, float] = {}
         clips = 0
+        wait = 0.0
         start = time.perf_counter()
         bar = tqdm(
             total=self.iters_per_epoch,
@@ -274,11 +288,13 @@ class Trainer:
         )
         for i in range(self.iters_per_epoch):
             self.inner_iter = i
+            t_wait = time.perf_counter()
             try:
                 batch = next(it)
             except StopIteration:
                 it = self._new_pass()
                 batch = next(it)
+            wait += time.perf_counter() - t_wait
             self._call("before_step")
             self.run_step(batch)
             self.iter += 1
@@ -300,6 +316,8 @@ class Trainer:
         self.epoch_log.update({f"loss/{k}": v / self.iters_per_epoch for k, v in sums.items()})
         self.epoch_log["time_s"] = elapsed
         self.epoch_log["clips_per_s"] = clips / max(elapsed, 1e-9)
+        self.epoch_log["data_wait_s"] = wait
+        self.epoch_log["data_wait_frac"] = wait / max(elapsed, 1e-9)
         if self.dist.is_main:
             log.info("epoch %d/%d: %s, %.1f clips/s, %.1fs", self.epoch + 1, self.max_epochs,
                      ", ".join(f"{k}={v / self.iters_per_epoch:.4f}" for k, v in sums.items()),
@@ -308,6 +326,8 @@ class Trainer:
     def run_step(self, batch: Mapping[str, Any]) -> None:
         """One optimisation step on ``batch``; fills ``self.step_log``."""
         batch = move_to_device(batch, self.device)
+        if self.batch_transform is not None:
+            batch = self.batch_transform(batch)
         with autocast(self.amp):
             out = self.model(batch)
         losses = self.objective(outputs_to_float(out), batch)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,7 @@ def find_unused_parameters(
     objective: nn.Module,
     batch: Mapping[str, Any],
     device: torch.device | str = "cpu",
+    batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[str]:
     """Names of ``model``'s trainable parameters that get no gradient from ``objective``.
 
@@ -66,6 +67,8 @@ def find_unused_parameters(
         objective: ``forward(out, batch) -> {"total": ...}``.
         batch: one training batch (B ≥ 2 for batch statistics).
         device: where the probe runs.
+        batch_transform: what the trainer applies to a batch on the device (e.g.
+            ``ClipTransform.finish_batch``: normalisation of uint8 clips).
     Returns:
         qualified names, in ``named_parameters`` order.
     """
@@ -73,6 +76,8 @@ def find_unused_parameters(
     probe_objective = copy.deepcopy(objective).to(device).train()
     batch = move_to_device(batch, torch.device(device))
     with preserve_rng():
+        if batch_transform is not None:
+            batch = batch_transform(batch)
         losses = probe_objective(outputs_to_float(probe(batch)), batch)
         losses["total"].backward()
     return [n for n, p in probe.named_parameters() if p.requires_grad and p.grad is None]

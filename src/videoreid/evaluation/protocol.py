@@ -44,7 +44,7 @@ from videoreid.evaluation.rerank import re_ranking_features
 
 log = logging.getLogger(__name__)
 
-# Each dataset's usual protocol (``shared/datasets.md``); MARS has three, ``market`` is the
+# Each dataset's usual protocol (``docs/datasets.md``); MARS has three, ``market`` is the
 # most common in open-source code.
 DEFAULT_PROTOCOLS: dict[str, str] = {
     "mars": "market",
@@ -92,6 +92,38 @@ def build_sets(
     return query, gallery, pos[query]
 
 
+def protocol_distances(
+    fs: FeatureSet,
+    protocol: str,
+    metric: Metric = "euclidean",
+    *,
+    rerank: bool = False,
+    score_norm: bool = False,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    score_norm_mode: Mode = "symmetric",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The protocol's query/gallery rows and the distance matrix :func:`evaluate_features`
+    ranks (after re-ranking and score normalisation when asked).
+
+    Returns:
+        ``(query_idx, gallery_idx, q_gallery_index, dist)`` (see :func:`build_sets`), ``dist``
+        ``(Nq, Ng)``.
+    """
+    q_idx, g_idx, q_in_g = build_sets(fs.pids, fs.subsets, protocol)
+    if q_idx.shape[0] == 0 or g_idx.shape[0] == 0:
+        raise ValueError(f"{fs.describe()}: protocol {protocol} needs query and gallery rows")
+    qf, gf = fs.features[q_idx], fs.features[g_idx]
+    if rerank:
+        dist = re_ranking_features(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric)
+    else:
+        dist = compute_distance(qf, gf, metric=metric)
+    if score_norm:
+        dist = score_normalize(dist, mode=score_norm_mode)
+    return q_idx, g_idx, q_in_g, np.asarray(dist)
+
+
 def evaluate_features(
     fs: FeatureSet,
     protocol: str | None = None,
@@ -121,19 +153,12 @@ def evaluate_features(
         ``score_norm`` and ``num_junk_dropped``.
     """
     protocol = protocol or fs.protocol or default_protocol(fs.dataset)
-    q_idx, g_idx, q_in_g = build_sets(fs.pids, fs.subsets, protocol)
-    if q_idx.shape[0] == 0 or g_idx.shape[0] == 0:
-        raise ValueError(f"{fs.describe()}: protocol {protocol} needs query and gallery rows")
+    q_idx, g_idx, q_in_g, dist = protocol_distances(
+        fs, protocol, metric, rerank=rerank, score_norm=score_norm, k1=k1, k2=k2,
+        lambda_value=lambda_value, score_norm_mode=score_norm_mode)
     n_junk = int(((fs.subsets == "gallery") & (fs.pids == -1)).sum()) if protocol != "official" else 0
     if n_junk:
         log.info("%s: %d junk gallery tracklets (pid -1) left out of the %s gallery", fs.dataset, n_junk, protocol)
-    qf, gf = fs.features[q_idx], fs.features[g_idx]
-    if rerank:
-        dist = re_ranking_features(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric)
-    else:
-        dist = compute_distance(qf, gf, metric=metric)
-    if score_norm:
-        dist = score_normalize(dist, mode=score_norm_mode)
     result = evaluate(
         dist,
         fs.pids[q_idx], fs.pids[g_idx], fs.camids[q_idx], fs.camids[g_idx],

@@ -1,6 +1,6 @@
 """CMC, mAP and mINP from a distance matrix, under an explicitly named protocol.
 
-Protocols (see ``shared/datasets.md``; numbers are NOT comparable across them):
+Protocols (see ``docs/evaluation.md``; numbers are NOT comparable across them):
 
 ======================  =========================================  ================  ===============
 protocol                junk (removed from the ranking)            AP                queries counted

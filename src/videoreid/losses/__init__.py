@@ -1,4 +1,4 @@
-"""Loss terms and the objective that weights and sums them (see DESIGN.md, "Losses")."""
+"""Loss terms and the objective that weights and sums them (see docs/architecture.md, "Losses")."""
 
 from videoreid.losses.attention import ConcentrationLoss, DiversityLoss
 from videoreid.losses.cross_entropy import CrossEntropyLoss, FrameCrossEntropyLoss

@@ -12,7 +12,7 @@ A MAM (:class:`MultiAttentionModule`) has ``K`` submodules, each
 ``Conv1×1(D→256) → ReLU → Conv1×1(256→1)`` (eq. 1), a softmax over the ``h·w`` positions
 (eq. 2), attended features ``x_k = a_k ⊙ f`` (eq. 3) and the shortcut-max
 ``f̂ = f + max_k x_k`` (eq. 4). The modules are inserted *between* backbone stages here; the
-backbone knows nothing about them (DESIGN.md, "Backbone contract").
+backbone knows nothing about them (docs/architecture.md, "Backbone contract").
 
 The maps of both MAMs are returned in ``ReIDOutput.attention`` as ``"spatial/mam1"`` (after
 ``layer3``) and ``"spatial/mam2"`` (after ``layer4``), each ``(B, T, K, h, w)``; the diversity

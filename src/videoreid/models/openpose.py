@@ -195,22 +195,30 @@ def load_openpose_weights(
 
     Args:
         model: the network.
-        source: path of a ``torch.save`` d state dict (flat caffe names or module names), or
-            the state dict itself.
+        source: ``"coco"`` (the published file, downloaded once into the torch hub cache and
+            verified: ``videoreid.models.backbones.weights``), path of a ``torch.save`` d
+            state dict (flat caffe names or module names), or the state dict itself.
         strict: raise when a module key is missing from the file.
     Returns:
-        :class:`LoadResult`; unexpected keys are logged as a warning.
+        :class:`LoadResult`; unexpected keys are logged as a warning. What was loaded
+        (source, path, SHA-256) is recorded in ``model.pretrained_weights``.
     Raises:
         FileNotFoundError / ValueError naming the file: unreadable file, shape mismatch,
-            missing keys with ``strict``.
+            missing keys with ``strict``; ``WeightsError`` when ``"coco"`` cannot be fetched.
     """
     if isinstance(source, Mapping):
         state, where = dict(source), "<state dict>"
     else:
         from videoreid.models.backbones.pretrained import read_state_dict
+        from videoreid.models.backbones.weights import resolve_weights
 
-        where = os.fspath(source)
+        info = resolve_weights("openpose_body", source)
+        if info["path"] is None:  # "none": random initialisation on purpose
+            model.pretrained_weights = info
+            return LoadResult([], [])
+        where = info["path"]
         state = read_state_dict(where)
+        model.pretrained_weights = info
     state = map_openpose_keys(state)
     own = model.state_dict()
     for key, value in state.items():

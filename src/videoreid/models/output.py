@@ -1,4 +1,4 @@
-"""The one output type of every model (see DESIGN.md, "Model output contract")."""
+"""The one output type of every model (see docs/architecture.md, "Model output contract")."""
 
 from __future__ import annotations
 

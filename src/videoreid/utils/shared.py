@@ -1,7 +1,9 @@
-"""Locating the optional ``shared/`` folder (real MARS frames and official metadata).
+"""Locating the optional folder of real test data (MARS frames and official metadata).
 
-It exists on the project's machines and CI beside the checkout, never in a user's clone;
-tests that need it skip when it is absent.
+It holds ``data/mars-mini/mars/`` (frames of 16 MARS identities in the official layout) and
+``data/mars-official-info/`` (the official ``tracks_*_info.mat`` and ``query_IDX.mat``), all
+from the MARS release. It is named by ``$VIDEOREID_SHARED`` or sits beside the checkout as
+``shared/``; it is not part of the repository, and tests that need it skip without it.
 """
 
 from __future__ import annotations

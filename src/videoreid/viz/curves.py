@@ -1,4 +1,4 @@
-"""Training curves from a run's per-epoch log (``log.csv``): losses and retrieval metrics."""
+"""Curves: training curves from a run's per-epoch log (``log.csv``) and CMC curves."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from videoreid.utils.io import atomic_path
 
-__all__ = ["read_log", "plot_training_curves"]
+__all__ = ["read_log", "plot_training_curves", "plot_cmc"]
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
@@ -26,6 +26,18 @@ def read_log(path: str | Path) -> list[dict[str, float]]:
                         continue
             rows.append(out)
     return rows
+
+
+def _save(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out ``fig``, write it as a PNG atomically, close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -92,9 +104,41 @@ def plot_training_curves(
                   transform=ax_m.transAxes)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
+
+
+def plot_cmc(
+    curves: Mapping[str, Sequence[float]],
+    path: str | Path,
+    *,
+    title: str = "",
+    max_rank: int = 20,
+) -> Path:
+    """Plot CMC curves (matching rate in % against rank 1..``max_rank``) into a PNG, atomically.
+
+    Args:
+        curves: legend label (name dataset, split and protocol) → CMC values, index 0 = rank 1.
+        path: output PNG.
+        title: figure title.
+        max_rank: last rank drawn (curves shorter than that end early).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, cmc in curves.items():
+        y = [100.0 * float(v) for v in list(cmc)[:max_rank]]
+        ax.plot(range(1, len(y) + 1), y, marker="o", ms=3, label=label)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_xlim(0.5, max_rank + 0.5)
+    ax.set_xticks([1, *range(5, max_rank + 1, 5)])
+    ax.set_ylim(0, 101)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path, dpi=90)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from videoreid.models.backbones.base import STAGES, Backbone, FeatureInfo
 from videoreid.models.backbones.pretrained import load_pretrained
+from videoreid.models.backbones.weights import resolve_weights
 
 
 class SEModule(nn.Module):
@@ -269,10 +270,18 @@ class ResNet(Backbone):
         return size[0], size[1]
 
 
-def _build(pretrained: str | None, **kw) -> ResNet:
+def _build(arch: str, pretrained: str | None, **kw) -> ResNet:
+    """``ResNet(**kw)`` with weights per ``pretrained`` (``models.backbones.weights``).
+
+    The model records ``arch`` and what initialised it in ``pretrained_weights`` (source,
+    path, SHA-256), which the trainer writes into the run info.
+    """
     model = ResNet(**kw)
-    if pretrained:
-        load_pretrained(model, pretrained)
+    info = resolve_weights(arch, pretrained)
+    if info["path"]:
+        load_pretrained(model, info["path"])
+    model.arch = arch
+    model.pretrained_weights = info
     return model
 
 
@@ -285,6 +294,7 @@ def resnet18(
 ) -> ResNet:
     """ResNet-18 (11.2 M parameters without fc); layer4: 512 channels."""
     return _build(
+        "resnet18",
         pretrained,
         block="basic",
         layers=(2, 2, 2, 2),
@@ -303,6 +313,7 @@ def resnet34(
 ) -> ResNet:
     """ResNet-34; layer4: 512 channels."""
     return _build(
+        "resnet34",
         pretrained,
         block="basic",
         layers=(3, 4, 6, 3),
@@ -321,6 +332,7 @@ def resnet50(
 ) -> ResNet:
     """ResNet-50 (23.5 M parameters without fc); layer4: 2048 channels."""
     return _build(
+        "resnet50",
         pretrained,
         block="bottleneck",
         layers=(3, 4, 6, 3),
@@ -339,6 +351,7 @@ def resnet101(
 ) -> ResNet:
     """ResNet-101; layer4: 2048 channels."""
     return _build(
+        "resnet101",
         pretrained,
         block="bottleneck",
         layers=(3, 4, 23, 3),
@@ -357,6 +370,7 @@ def se_resnet50(
 ) -> ResNet:
     """SE-ResNet-50 in Cadene's layout (see module docstring); layer4: 2048 channels."""
     return _build(
+        "se_resnet50",
         pretrained,
         block="bottleneck",
         layers=(3, 4, 6, 3),
@@ -378,6 +392,7 @@ def resnet_tiny(
 ) -> ResNet:
     """Test network: bottlenecks, one per stage, stem 8, widths 8/8/16/16 → 32/32/64/64 channels."""
     return _build(
+        "resnet_tiny",
         pretrained,
         block="bottleneck",
         layers=(1, 1, 1, 1),
@@ -398,6 +413,7 @@ def se_resnet_tiny(
 ) -> ResNet:
     """Test network with SE-ResNet-50's block and stem layout at :func:`resnet_tiny`'s size."""
     return _build(
+        "se_resnet_tiny",
         pretrained,
         block="bottleneck",
         layers=(1, 1, 1, 1),
@@ -426,7 +442,8 @@ BACKBONES: dict[str, Callable[..., ResNet]] = {
 def build_backbone(name: str, **kwargs) -> ResNet:
     """Build a backbone by name; ``kwargs`` are the builder's (``last_stride``, ``in_chans``,
     ``pretrained``, ``channels_last``). Unknown names or arguments raise an error listing the
-    valid ones."""
+    valid ones. ``pretrained``: ``"imagenet"`` (the published file, fetched once into the
+    torch hub cache and verified), a local file path, ``"none"`` or ``None`` (random)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid: {sorted(BACKBONES)}")
     builder = BACKBONES[name]

@@ -10,7 +10,7 @@ mars/info/tracks_test_info.mat     # 'track_test_info'  (M, 4) int32, start/end 
 mars/info/query_IDX.mat            # 'query_IDX' (1, Q) uint16, 1-based rows of the test info
 ```
 
-Choices (matching the real files in ``shared/data/mars-mini`` and the official metadata):
+Choices (matching the files of the official MARS release and its metadata):
 the tracklet number ``T`` counts the tracklets of a pid across cameras (``0013C5T0001``,
 ``0013C6T0002``); frame numbers restart at ``F001`` per tracklet; name lists and matrix rows
 are sorted by name, so ``"00-1"`` (junk) comes before ``"0000"`` (distractors) before real
