@@ -300,6 +300,9 @@ class EvalConfig:
             bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
         channels_last: run convolutions in channels-last memory format at test time.
         compile: ``torch.compile`` the model for extraction (first batch compiles).
+        score_norm_mode: how ``score_norm`` combines the row and column statistics:
+            ``symmetric`` (default), ``sequential``, ``row`` or ``column``
+            (``videoreid.evaluation.normalization``).
     """
 
     protocol: str | None = None
@@ -312,6 +315,7 @@ class EvalConfig:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    score_norm_mode: str = "symmetric"
 
 
 @dataclass
@@ -338,6 +342,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
     "eval.precision": ("auto", "fp32", "bf16", "fp16"),
+    "eval.score_norm_mode": ("symmetric", "sequential", "row", "column"),
 }
 
 
@@ -783,12 +788,35 @@ def check_components(cfg: Config) -> None:
                 build(spec.name, **spec.args)
             except (TypeError, ValueError, KeyError) as e:
                 raise ConfigError(f"data.{key} ({spec.name}, args {spec.args}): {e}") from None
+    if factory is not None and temporal is not None:
+        check_clip_lengths(cfg, factory.MODELS[cfg.model.name], temporal)
     objective = _optional_import("videoreid.losses.objective")
     if objective is not None:
         try:
             objective.build_objective([dict(s) for s in cfg.loss], num_classes=4, feat_dim=8)
         except (TypeError, ValueError, KeyError) as e:
             raise ConfigError(f"loss: {e}") from None
+
+
+def check_clip_lengths(cfg: Config, builder: Any, temporal: Any) -> None:
+    """A model with a fixed clip length (``builder.required_clip_length(args)``, e.g. STAN's
+    ``num_frames``) must get clips of that length from the sampler and the test plan."""
+    required = getattr(builder, "required_clip_length", None)
+    need = required(dict(cfg.model.args)) if required is not None else None
+    if need is None:
+        return
+    length, key = need
+    for name, build in (("train_sampler", temporal.build_sampler),
+                        ("test_plan", temporal.build_plan)):
+        spec: SamplerSpec = getattr(cfg.data, name)
+        got = build(spec.name, **spec.args).length
+        if got != length:
+            raise ConfigError(
+                f"{key}={length} but data.{name} ({spec.name}) gives clips of {got} frames "
+                f"(data.{name}.args.length): model {cfg.model.name!r} needs clips of exactly "
+                f"{key} frames; set {key}, data.train_sampler.args.length and "
+                f"data.test_plan.args.length to the same value"
+            )
 
 
 # ----------------------------------------------------------------------------- saving

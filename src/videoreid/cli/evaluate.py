@@ -87,15 +87,20 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     summary = {"results": [{k: v for k, v in r.items() if k != "ap"} for r in results]}
     if multi:
-        for name in dict.fromkeys(r["dataset"] for r in results):
+        names = list(dict.fromkeys(r["dataset"] for r in results))
+        for name in names:  # one dataset, or each dataset of a joint config
             mine = [fs for r, fs in zip(results, feature_sets, strict=True)
                     if r["dataset"] == name]
             protocol = next(r["protocol"] for r in results if r["dataset"] == name)
             agg = evaluate_splits(mine, protocol=protocol, metric=cfg.eval.metric,
                                   rerank=args.rerank or cfg.eval.rerank,
-                                  score_norm=args.score_norm or cfg.eval.score_norm)
-            summary.setdefault("mean", {})[name] = agg.get("mean")
-            summary.setdefault("std", {})[name] = agg.get("std")
+                                  score_norm=args.score_norm or cfg.eval.score_norm,
+                                  score_norm_mode=cfg.eval.score_norm_mode)
+            if len(names) == 1:
+                summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")
+            else:
+                summary.setdefault("mean", {})[name] = agg.get("mean")
+                summary.setdefault("std", {})[name] = agg.get("std")
             print(f"{name} ({protocol}), mean over {len(mine)} splits: {agg.get('mean')}\n"
                   f"std: {agg.get('std')}")
     if args.out:

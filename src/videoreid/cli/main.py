@@ -58,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     sub = argparse.ArgumentParser(prog=f"videoreid {name}", description=help_text)
     module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
+    # modules with options AND trailing key=value positionals set INTERMIXED = True
+    parse = sub.parse_intermixed_args if getattr(module, "INTERMIXED", False) else sub.parse_args
+    args = parse(argv[1:])
     return int(module.run(args) or 0)
 
 

@@ -453,8 +453,15 @@ def build_optimizer(
     ``objective.<name>``. Parameters that already have ``requires_grad=False`` (e.g. a BNNeck
     shift) are left alone.
 
+    A group that matches nothing is skipped with a warning when the model variant
+    legitimately lacks the module it names: the prefix's first component is an attribute
+    that the model (or ``objective.`` + the objective) set to ``None`` (e.g. AlignNet's
+    ``pose_net`` without the OpenPose source, ``tap_`` without TAP), so one recipe serves
+    every row of a table.
+
     Raises:
-        ConfigError: a group matches no parameter (lists the top-level module names).
+        ConfigError: a group matches no parameter and names no absent module (a typo; lists
+            the top-level module names).
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if objective is not None:
@@ -474,6 +481,11 @@ def build_optimizer(
     torch_groups: list[dict[str, Any]] = []
     specs: list[FreezeSpec] = []
     for g, params in zip(groups, members, strict=True):
+        if not params and _absent_module(model, objective, g["match"]):
+            log.warning("optim.param_groups: match %r selects no parameter because this model "
+                        "variant has no such module (%s); group skipped", g["match"],
+                        _absent_module(model, objective, g["match"]))
+            continue
         if not params:
             raise ConfigError(f"optim.param_groups: match {g['match']!r} selects no trainable "
                               f"parameter (earlier groups take precedence); top-level modules: "
@@ -509,6 +521,29 @@ def build_optimizer(
     else:
         raise ConfigError(f"optim.name: unknown optimiser {name!r}; choose adam, adamw, sgd")
     return opt, specs
+
+
+def _absent_module(model: nn.Module, objective: nn.Module | None, match: str) -> str | None:
+    """The attribute a param-group prefix names when the module holds it as ``None``.
+
+    ``"pose_net."`` names exactly ``pose_net``; a prefix without a dot (``"tap_"``) names
+    every module slot (submodule or ``None`` attribute) starting with it, all of which must
+    be ``None``. ``"objective."``
+    prefixes are looked up on the objective.
+    """
+    owner: Any = model
+    if match.startswith("objective."):
+        owner, match = objective, match[len("objective."):]
+    if owner is None:
+        return None
+    top, dotted = match.split(".")[0], "." in match
+    # module slots only: None or a module (settings such as AlignNet.tap_pooling don't count)
+    attrs = {**{k: v for k, v in vars(owner).items() if not k.startswith("_") and v is None},
+             **owner._modules}
+    names = [k for k in attrs if (k == top if dotted else k.startswith(top))]
+    if names and all(attrs[k] is None for k in names):
+        return ", ".join(f"{type(owner).__name__}.{k} is None" for k in sorted(names))
+    return None
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -569,6 +604,7 @@ def evaluate_model(
         fs, protocol, e.metric,
         rerank=e.rerank if rerank is None else rerank,
         score_norm=e.score_norm if score_norm is None else score_norm,
+        score_norm_mode=e.score_norm_mode,
     ))
     result.setdefault("protocol", protocol)
     result["metrics"] = _summarise(result, metric_names(split.name, split.split_index, protocol))
@@ -846,7 +882,8 @@ def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
         elif len(splits) > 1:
             protocol = cfg.eval.protocol or splits[0].protocol
             agg = evaluate_splits(feature_sets, protocol=protocol, metric=cfg.eval.metric,
-                                  rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm)
+                                  rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm,
+                                  score_norm_mode=cfg.eval.score_norm_mode)
             summary["protocol"] = protocol
             summary["mean"] = to_jsonable(agg.get("mean"))
             summary["std"] = to_jsonable(agg.get("std"))
@@ -870,7 +907,8 @@ def _joint_summary(cfg: Config, by_dataset: Mapping[str, list[tuple[Any, Any]]],
             protocol = runs[0][0]["protocol"]
             agg = evaluate_splits([fs for _, fs in runs], protocol=protocol,
                                   metric=cfg.eval.metric, rerank=cfg.eval.rerank,
-                                  score_norm=cfg.eval.score_norm)
+                                  score_norm=cfg.eval.score_norm,
+                                  score_norm_mode=cfg.eval.score_norm_mode)
             summary["mean"][name] = to_jsonable(agg.get("mean"))
             summary["std"][name] = to_jsonable(agg.get("std"))
             summary["protocol"][name] = protocol
