@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate_model,
         load_model_from_checkpoint,
     )
+    from videoreid.data.joint import eval_parts
     from videoreid.engine.distributed import resolve_device, setup_logging
     from videoreid.evaluation.protocol import evaluate_splits, format_table
     from videoreid.utils.io import atomic_write_json
@@ -76,21 +77,32 @@ def run(args: argparse.Namespace) -> int:
     for split in splits:
         ckpt = resolve_checkpoint(args.checkpoint, split.split_index if multi else None)
         model = load_model_from_checkpoint(cfg, ckpt, split.num_train_pids, device)
-        result, fs = evaluate_model(model, split, cfg, device, modalities=modalities,
-                                    protocol=args.protocol, rerank=args.rerank or None,
-                                    score_norm=args.score_norm or None)
-        result["checkpoint"] = str(ckpt)
-        results.append(result)
-        feature_sets.append(fs)
+        for part in eval_parts(split):  # a joint config: every dataset on its own
+            result, fs = evaluate_model(model, part, cfg, device, modalities=modalities,
+                                        protocol=args.protocol, rerank=args.rerank or None,
+                                        score_norm=args.score_norm or None)
+            result["checkpoint"] = str(ckpt)
+            results.append(result)
+            feature_sets.append(fs)
     print(format_table(results))
     summary = {"results": [{k: v for k, v in r.items() if k != "ap"} for r in results]}
     if multi:
-        agg = evaluate_splits(feature_sets, protocol=results[0]["protocol"],
-                              metric=cfg.eval.metric, rerank=args.rerank or cfg.eval.rerank,
-                              score_norm=args.score_norm or cfg.eval.score_norm,
-                              score_norm_mode=cfg.eval.score_norm_mode)
-        summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")
-        print(f"mean over {len(splits)} splits: {agg.get('mean')}\nstd: {agg.get('std')}")
+        names = list(dict.fromkeys(r["dataset"] for r in results))
+        for name in names:  # one dataset, or each dataset of a joint config
+            mine = [fs for r, fs in zip(results, feature_sets, strict=True)
+                    if r["dataset"] == name]
+            protocol = next(r["protocol"] for r in results if r["dataset"] == name)
+            agg = evaluate_splits(mine, protocol=protocol, metric=cfg.eval.metric,
+                                  rerank=args.rerank or cfg.eval.rerank,
+                                  score_norm=args.score_norm or cfg.eval.score_norm,
+                                  score_norm_mode=cfg.eval.score_norm_mode)
+            if len(names) == 1:
+                summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")
+            else:
+                summary.setdefault("mean", {})[name] = agg.get("mean")
+                summary.setdefault("std", {})[name] = agg.get("std")
+            print(f"{name} ({protocol}), mean over {len(mine)} splits: {agg.get('mean')}\n"
+                  f"std: {agg.get('std')}")
     if args.out:
         from videoreid.engine.builders import to_jsonable
 
