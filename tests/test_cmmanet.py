@@ -634,8 +634,6 @@ def test_eq5_test_time_feature_is_the_mean_over_every_real_frame(tmp_path):
     from videoreid.data.transforms import ClipTransform
     from videoreid.engine import extract
 
-    if not hasattr(extract, "clip_weights"):
-        pytest.xfail("engine.extract does not weight clips by their real frames yet")
     rng = np.random.default_rng(0)
     paths = []
     for i in range(7):
