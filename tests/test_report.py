@@ -20,7 +20,7 @@ H, W, T = 128, 64, 4
 TINY = {"backbone": "resnet_tiny"}
 # method → (model.args, modalities, maps its paper describes and the model must return)
 METHODS = {
-    "stan": (TINY, [], {"spatial", "temporal"}),
+    "stan": ({**TINY, "num_frames": T}, [], {"spatial", "temporal"}),
     "cmmanet": ({**TINY, "hidden": 8}, [], {"spatial/mam1", "spatial/mam2"}),
     "rgsa_rgtr": ({**TINY, "r2": 8, "seq_len": T}, [], {"spatial", "temporal_relation"}),
     "man": ({**TINY, "embed_hidden": 16}, ["flow"], {"mutual", "temporal/app", "temporal/flow"}),
