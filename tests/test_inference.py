@@ -124,7 +124,12 @@ def test_package_from_demo_run_reproduces_the_runs_features(demo_quick_run, tmp_
     feats = predictor.embed(tracks)
     ref = FeatureSet.load(run / "features.npz")
     assert feats.shape == ref.features.shape
-    np.testing.assert_allclose(feats, ref.features, rtol=0, atol=1e-5)
+    from videoreid.engine.inference import resolve_precision
+
+    # float32 (this project's CPUs): equal to rounding; where "auto" picks bf16 (AVX512-BF16,
+    # AMX), batch composition changes bf16 rounding, so the bound is the bf16 one
+    atol = 1e-5 if resolve_precision("auto", "cpu")[0] == "fp32" else 5e-2
+    np.testing.assert_allclose(feats, ref.features, rtol=0, atol=atol)
     # the same tracklets as a folder, a path list and in-memory RGB frames
     t = tracks[0]
     frames = [decode_image(p) for p in t.frames]
@@ -135,7 +140,7 @@ def test_package_from_demo_run_reproduces_the_runs_features(demo_quick_run, tmp_
                     cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     forms = predictor.embed([list(t.frames), frames, np.stack(frames), folder])
     for row in forms:
-        np.testing.assert_allclose(row, ref.features[0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(row, ref.features[0], rtol=0, atol=atol)
 
 
 def test_predictor_bad_input_names_the_problem(demo_quick_run, tmp_path):
