@@ -89,6 +89,7 @@ def exact_topk(gallery: np.ndarray, queries: np.ndarray, k: int, chunk: int
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up in logs as it happens
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000, help="gallery size")
     p.add_argument("--dim", type=int, default=2048)
