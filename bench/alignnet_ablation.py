@@ -1,19 +1,16 @@
-"""AlignNet table-1b ablation on the synthetic ``occlusion`` benchmark (CPU-sized), and TAP
+"""AlignNet table 1b on the synthetic ``occlusion`` benchmark via ``videoreid ablate``, and TAP
 weights versus per-frame occlusion.
 
-Trains the three rows of Rambhatla & Jones (BMVC 2019) table 1b with the project's trainer,
-from ``configs/alignnet/mars.yaml`` plus CPU-sized overrides (tiny ResNet, keypoint source
-— the generator's ground-truth keypoints rendered as OpenPose maps —, 128x64 frames, 15/5
-training chunks, 15-frame test chunks averaged, euclidean distance):
+The rows are the paper's configs, ``configs/alignnet/ablation/table1b_mars/`` (Baseline,
+AlignNet + AvgPool, AlignNet + TAP, and the two variants: separate TAP per part, printed
+equations); this script only adds CPU-sized overrides (tiny ResNet, keypoint source — the
+generator's ground-truth keypoints rendered as OpenPose maps —, 128x64 frames, 15/5 training
+chunks of which ``--train-length`` frames per clip, 15-frame test chunks averaged, euclidean)
+and runs ``videoreid ablate`` with them (resumable; mean ± 95% interval over ``--seeds``,
+paired differences from the Baseline). Equivalent command: printed by the script.
 
-1. **Baseline**: ResNet + spatial and temporal average pooling (``parts=false temporal=avg``);
-2. **AlignNet + AvgPool**: composite part features, temporal average (``temporal=avg``);
-3. **AlignNet + TAP**: composite part features, temporal attention pooling (``temporal=tap``).
-
-Same data, seed, schedule, losses (CE + margin ranking) and head for all rows. After the TAP
-row, the TAP weights of every real frame of the test tracklets (query + gallery, 15-frame
-test chunks) are compared with the occluded fraction the synthetic manifest records per
-frame (the fraction of the body's pixels hidden by an occluder):
+After the table, the TAP weights of every real test frame (query + gallery, 15-frame chunks)
+of each TAP run are compared with the occluded fraction the synthetic manifest records:
 
 - mean weight of clean frames (``occluded = 0``, no detector failure), partly occluded
   (``0 < occluded < 0.3``) and heavily occluded (``occluded >= 0.3``) frames;
@@ -22,22 +19,16 @@ frame (the fraction of the body's pixels hidden by an occluder):
   (0.5 = no relation, 1 = always lower), for the appearance and the part TAP;
 - the same AUC for the untrained model (same seed), to show what training changed.
 
-Results go to ``<out>/results.json`` and ``<out>/table.md``. Usage::
+Usage::
 
-    python bench/alignnet_ablation.py --out runs/alignnet_ablation
-
-Single seed, small test set: differences of a few points are within noise.
+    python bench/alignnet_ablation.py --out runs/alignnet_ablation --seeds 3
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
-import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -53,38 +44,24 @@ from videoreid.engine.builders import (
     build_model_from_config,
     build_splits,
     build_transforms,
-    prepare_data_root,
+    load_model_from_checkpoint,
     seed_everything,
-    train_split,
 )
 from videoreid.utils.io import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "alignnet" / "mars.yaml"
 
-ROWS: tuple[tuple[str, list[str]], ...] = (
-    ("Baseline", ["model.args.parts=false", "model.args.temporal=avg", "data.modalities=[]"]),
-    ("AlignNet + AvgPool", ["model.args.parts=true", "model.args.temporal=avg"]),
-    ("AlignNet + TAP", ["model.args.parts=true", "model.args.temporal=tap"]),
-)
-# Not table-1b rows (--extra): eq. 3 with a learned or a fixed larger softmax scale on the
-# composite maps (with the printed scale 1, r̄ is nearly uniform over the 4 x 2 grid).
-EXTRA: tuple[tuple[str, list[str]], ...] = (
-    ("AlignNet + TAP, learned part scale", ["model.args.parts=true", "model.args.temporal=tap",
-                                            "model.args.learn_part_scale=true"]),
-    ("AlignNet + TAP, part scale 50", ["model.args.parts=true", "model.args.temporal=tap",
-                                       "model.args.part_scale=50"]),
-)
+TABLE = ROOT / "configs" / "alignnet" / "ablation" / "table1b_mars"
+TAP_ROWS = ("02_alignnet_tap", "03_alignnet_tap_separate_parts", "04_alignnet_tap_printed_equations")
 
 
-def base_overrides(args: argparse.Namespace) -> list[str]:
-    """CPU-sized settings on top of configs/alignnet/mars.yaml (see module docstring)."""
+def cpu_overrides(args: argparse.Namespace) -> list[str]:
+    """CPU-sized settings applied to every row (see module docstring)."""
     e = args.epochs
     return [
-        f"seed={args.seed}",
         f"data.root={Path(args.out) / 'data'}",
         f"data.synth={{layout: mars, ids: {args.ids}, cameras: {args.cameras}, preset: occlusion, "
-        f"seed: {args.seed}, height: 128, width: 64}}",
+        "seed: 0, height: 128, width: 64}",
         "data.height=128", "data.width=64", "data.workers=0",
         f"data.P={args.P}", f"data.K={args.K}",
         f"data.train_sampler.args.length={args.train_length}",
@@ -97,7 +74,7 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
         "schedule.name=multistep", f"schedule.milestones=[{int(e * 0.75)}]",
         f"train.epochs={e}", f"train.iters_per_epoch={args.iters}", "train.eval_every=0",
         f"train.checkpoint_every={e}", "train.keep_last=1", "train.device=cpu",
-        "train.progress=false", "eval.batch_size=16",
+        "eval.batch_size=16",
     ]
 
 
@@ -193,81 +170,47 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-# ------------------------------------------------------------------------- rows
+# ------------------------------------------------------------------------- main
 
 
-def run_row(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    out_dir = Path(args.out) / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    ov = [*base_overrides(args), *overrides, f"output_dir={out_dir}", *args.override]
-    cfg = load_config(CONFIG, ov)
-    prepare_data_root(cfg)
+def tap_analysis(run_dir: Path) -> dict[str, Any]:
+    """TAP-vs-occlusion summary of a finished ``videoreid ablate`` run (and untrained)."""
+    from videoreid.engine.checkpoint import CheckpointManager
+
+    cfg = load_config(run_dir / "config.yaml")
     (split,) = build_splits(cfg)
-    t0, c0 = time.time(), time.process_time()
-    result = train_split(cfg, split, out_dir, torch.device("cpu"))
-    wall, cpu = time.time() - t0, time.process_time() - c0
-    metrics = result["metrics"]
-    prefix = next(k for k in metrics if k.endswith("/mAP"))[: -len("/mAP")]
-    log_rows = (out_dir / "log.csv").read_text().splitlines()
-    rec = {"name": name, "overrides": ov, "mAP": metrics[f"{prefix}/mAP"],
-           "rank1": metrics[f"{prefix}/rank1"], "rank5": metrics.get(f"{prefix}/rank5"),
-           "queries": len(split.query), "gallery": len(split.gallery),
-           "train_chunks": len(split.train), "wall_s": wall, "cpu_s": cpu,
-           "first_loss": _loss(log_rows, 1), "last_loss": _loss(log_rows, -1)}
-    module = result["trainer"].module
-    rec["part_scale"] = float(module.part_log_scale.detach().exp()) if module.parts else None
-    if "TAP" in name:
-        truth = _frame_truth(Path(cfg.data.root))
-        modalities = build_modalities(cfg)
-        rec["tap"] = tap_summary(tap_records(module, split, cfg, modalities, truth))
-        seed_everything(cfg.seed)
-        untrained = build_model_from_config(cfg, split.num_train_pids)
-        rec["tap_untrained"] = tap_summary(tap_records(untrained, split, cfg, modalities, truth))
-    print(json.dumps({k: v for k, v in rec.items() if k != "overrides"}), flush=True)
-    return rec
+    modalities = build_modalities(cfg)
+    truth = _frame_truth(Path(cfg.data.root))
+    model = load_model_from_checkpoint(cfg, CheckpointManager(run_dir / "checkpoints").latest(),
+                                       split.num_train_pids, torch.device("cpu"))
+    out = {"trained": tap_summary(tap_records(model, split, cfg, modalities, truth))}
+    seed_everything(cfg.seed)
+    untrained = build_model_from_config(cfg, split.num_train_pids)
+    out["untrained"] = tap_summary(tap_records(untrained, split, cfg, modalities, truth))
+    return out
 
 
-def _loss(rows: list[str], i: int) -> float | None:
-    header = rows[0].split(",")
-    if "loss/total" not in header or len(rows) < 2:
-        return None
-    return float(rows[i].split(",")[header.index("loss/total")])
-
-
-def fmt(x: float | None, pct: bool = True) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{100 * x:.1f}" if pct else f"{x:.3f}"
-
-
-def table(records: list[dict], args: argparse.Namespace) -> str:
-    lines = ["| variant | mAP | R1 | R5 | loss first → last epoch |", "|---|---|---|---|---|"]
-    for r in records:
-        lines.append(f"| {r['name']} | {fmt(r['mAP'])} | {fmt(r['rank1'])} | {fmt(r['rank5'])} "
-                     f"| {fmt(r['first_loss'], False)} → {fmt(r['last_loss'], False)} |")
-    r0 = records[0]
-    lines += ["", f"{r0['queries']} queries, {r0['gallery']} gallery tracklets, "
-              f"{r0['train_chunks']} training chunks; {args.epochs} epochs x {args.iters} "
-              f"iterations of {args.P}x{args.K} clips of {args.train_length} frames; seed "
-              f"{args.seed}; total CPU time {sum(r['cpu_s'] for r in records) / 60:.1f} min."]
-    for tap in (r for r in records if "tap" in r):
-        lines += ["", f"TAP weights of the test frames ({tap['name']}) by occluded fraction:", "",
-                  "| weights | clean | partly (0–0.3) | heavily (≥0.3) | detector failure | "
-                  "AUC within chunk (pairs) | Spearman vs occluded | AUC untrained |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for key, label in (("w_app", "appearance TAP"), ("w_part", "part TAP")):
-            s, u = tap["tap"][key], tap["tap_untrained"][key]
-            cells = [f"{s[g]['mean']:.3f} ({s[g]['frames']})" for g in
-                     ("clean", "partly (0-0.3)", "heavily (>=0.3)", "detector failure")]
-            lines.append(f"| {label} | " + " | ".join(cells) +
-                         f" | {fmt(s['auc_within_chunk'], False)} ({s['pairs']}) | "
-                         f"{fmt(s['spearman_vs_occluded'], False)} | "
-                         f"{fmt(u['auc_within_chunk'], False)} |")
+def tap_table(name: str, res: dict[str, Any]) -> str:
+    lines = [f"TAP weights of the test frames ({name}) by occluded fraction:", "",
+             "| weights | clean | partly (0–0.3) | heavily (≥0.3) | detector failure | "
+             "AUC within chunk (pairs) | Spearman vs occluded | AUC untrained |",
+             "|---|---|---|---|---|---|---|---|"]
+    keys = [k for k in res["trained"] if k.startswith("w_")]
+    for key in keys:
+        s, u = res["trained"][key], res["untrained"][key]
+        cells = [f"{s[g]['mean']:.3f} ({s[g]['frames']})" for g in
+                 ("clean", "partly (0-0.3)", "heavily (>=0.3)", "detector failure")]
+        lines.append(f"| {key} | " + " | ".join(cells) +
+                     f" | {s['auc_within_chunk']:.3f} ({s['pairs']}) | "
+                     f"{s['spearman_vs_occluded']:.3f} | {u['auc_within_chunk']:.3f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/alignnet_ablation")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--rows", nargs="+", help="only these rows (file stems)")
     p.add_argument("--ids", type=int, default=48, help="synthetic identities (half train)")
     p.add_argument("--cameras", type=int, default=4)
     p.add_argument("--epochs", type=int, default=12)
@@ -277,28 +220,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-length", type=int, default=8, help="frames per training clip")
     p.add_argument("--tap-hidden", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--only", nargs="*", default=None, help="row names to run")
-    p.add_argument("--extra", action="store_true",
-                   help="also run AlignNet + TAP with a learned part softmax scale")
-    p.add_argument("--override", nargs="*", default=[], help="extra config overrides")
+    p.add_argument("--no-tap-analysis", action="store_true")
+    p.add_argument("overrides", nargs="*", help="further key=value overrides for every row")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from videoreid.cli.main import main as videoreid
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    records: list[dict] = []
-    for name, overrides in ROWS + (EXTRA if args.extra else ()):
-        if args.only is not None and name not in args.only:
-            continue
-        records.append(run_row(name, overrides, args))
-        atomic_write_json(out / "results.json", {"args": vars(args), "rows": records})
-    text = table(records, args)
-    atomic_write_text(out / "table.md", text + "\n")
-    print(text)
-    return 0
+    overrides = cpu_overrides(args) + list(args.overrides)
+    print("# videoreid ablate " + str(TABLE) + f" --seeds {args.seeds} --out {out / 'table1b_mars'} "
+          + " ".join(f"'{o}'" for o in overrides), flush=True)
+    cmd = ["ablate", str(TABLE), "--seeds", str(args.seeds), "--out", str(out / "table1b_mars"),
+           *overrides]
+    if args.rows:
+        cmd += ["--rows", *args.rows]
+    rc = videoreid(cmd)
+    if args.no_tap_analysis:
+        return rc
+    texts, results = [], {}
+    for row in TAP_ROWS:
+        for seed in range(args.seeds):
+            run_dir = out / "table1b_mars" / row / f"seed{seed}"
+            if not (run_dir / "ablate_result.json").is_file():
+                continue
+            results[f"{row}/seed{seed}"] = res = tap_analysis(run_dir)
+            texts.append(tap_table(f"{row}, seed {seed}", res))
+    if results:
+        atomic_write_json(out / "tap_occlusion.json", results)
+        atomic_write_text(out / "tap_occlusion.md", "\n\n".join(texts) + "\n")
+        print("\n\n".join(texts))
+    return rc
 
 
 if __name__ == "__main__":

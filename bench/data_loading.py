@@ -106,10 +106,14 @@ def plain_pil_loop(clips: list[list[Path]], height: int, width: int) -> int:
     return len(clips)
 
 
-def loader_pass(loader: DataLoader, ds: ClipDataset, epoch: int) -> int:
+def loader_pass(loader: DataLoader, ds: ClipDataset, epoch: int, finish=None) -> int:
+    """Clips of one pass; ``finish`` (``ClipTransform.finish_batch``) turns uint8 batches
+    into normalised float batches, as the trainer does on its device."""
     ds.set_epoch(epoch)
     n = 0
     for batch in loader:
+        if finish is not None:
+            batch = finish(batch)
         n += batch["images"].shape[0]
     return n
 
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         idx, _ = sampler(len(tracklets[i]), np.random.default_rng([0, 0, i]))
         rng_clips.append([tracklets[i].frames[j] for j in idx])
 
-    print(f"data: {source}; {len(tracklets)} tracklets; clip T={args.seq_len}, output {H}x{W}; "
+    print(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; data: {source}; {len(tracklets)} tracklets; clip T={args.seq_len}, output {H}x{W}; "
           f"{args.clips} clips per pass; best of {args.repeats}; torch/OpenCV threads 1")
     baseline = "plain PIL loop (open, RGB, resize, to tensor, normalise)"
     cases: dict[str, Callable[[], int]] = {baseline: lambda: plain_pil_loop(rng_clips, H, W)}
@@ -209,6 +213,16 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         os.environ["VIDEOREID_DECODER"] = old
             cases[f"videoreid ClipDataset + DataLoader, workers=0, decoder={backend}"] = forced
+    # the training path: workers return uint8 clips, normalisation and photometric
+    # augmentation run batched on the training device (here the CPU, torch threads)
+    t8 = ClipTransform(H, W, train=True, flip_p=0.5, pad=10, erasing_p=0.5, output="uint8")
+    ds8 = ClipDataset(tracklets, sampler, t8, seed=0)
+    for w in args.workers:
+        loader = DataLoader(torch.utils.data.Subset(ds8, order), batch_size=args.batch_size,
+                            num_workers=w, collate_fn=collate_clips, persistent_workers=w > 0)
+        loader_pass(loader, ds8, 0, t8.finish_batch)
+        cases[f"videoreid uint8 clips + batched finish_batch, workers={w}"] = (
+            lambda loader=loader: loader_pass(loader, ds8, 0, t8.finish_batch))
     rates = interleaved_best(cases, args.repeats)
     rows = [(name, rate, rate / rates[baseline]) for name, rate in rates.items()]
 
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     env = [f"{k}={shlex.quote(os.environ[k])}" for k in ("PYTHONPATH", "VIDEOREID_DECODER")
            if os.environ.get(k)]
     cmd = " ".join([*env, *(shlex.quote(a) for a in [os.path.relpath(sys.executable), *sys.argv])])
-    print(f"\ncommand: {cmd}")
+    print(f"\ncommand: {cmd}; load {os.getloadavg()[0]:.1f} at the end")
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -23,6 +23,21 @@ freed buffers are not silently reused (see ``_measure_memory_in_child``). CPU ti
 process's user+system time over the call (all threads); on an otherwise idle machine a
 CPU-bound call's wall time does not exceed it.
 
+Also reported (this section added with the speed work):
+
+- torchreid's Cython ``evaluate_rank`` (``rank_cylib``) on the same ``market`` matrix, with
+  the ratio and whether the numbers are identical, **only if** a torchreid installation with
+  its compiled extension imports here (it is not a dependency and is never fetched); skipped
+  with the reason otherwise;
+- one plain pass over the matrix (``D.min(axis=1)``: every element read once), the floor of
+  any exact evaluation, and ``evaluate``'s time as a multiple of it, with a ``cProfile`` of
+  ``evaluate`` (``--profile``) showing where the rest goes;
+- ``evaluate(..., backend="torch")`` (the path for a distance matrix on the GPU) on the same
+  matrix, numbers identical;
+- a 100,000-tracklet gallery (the MARS gallery plus synthetic distractors, pid 0): time and
+  peak extra memory of ``evaluate`` on its 1,980 × 100,000 float32 matrix (792 MB, the
+  caller's); evaluate's own memory stays bounded by its row blocks.
+
 Run: ``.venv/bin/python bench/evaluation.py`` (``--threads`` sets the threads of torch and of
 ``evaluate``; default 2; ``--json FILE`` also writes the figures).
 """
@@ -240,6 +255,120 @@ def _calls(pids, camids, subsets, feats, threads):
     return calls, prepared
 
 
+def torchreid_evaluate_rank():
+    """torchreid's compiled ``evaluate_cy``, or ``(None, reason)``."""
+    errors = []
+    for mod in ("torchreid.reid.metrics.rank_cylib.rank_cy", "torchreid.metrics.rank_cylib.rank_cy"):
+        try:
+            module = __import__(mod, fromlist=["evaluate_cy"])
+            return module.evaluate_cy, mod
+        except ImportError as e:
+            errors.append(f"{mod}: {e}")
+    return None, ("no torchreid installation with a compiled rank_cylib imports here (" +
+                  "; ".join(errors) + "); install torchreid from source with Cython to compare")
+
+
+def _large_gallery(pids, camids, subsets, feats, size, threads):
+    """evaluate() on a ``size``-tracklet gallery: MARS gallery + synthetic distractors."""
+    q, g, _ = build_sets(pids, subsets, "market")
+    extra = size - g.shape[0]
+    rng = np.random.default_rng(1)
+    scale = float(np.linalg.norm(feats, axis=1).mean() / np.sqrt(feats.shape[1]))
+    distractors = (rng.normal(size=(extra, feats.shape[1])) * scale).astype(np.float32)
+    gf = np.concatenate([feats[g], distractors])
+    g_pids = np.concatenate([pids[g], np.zeros(extra, np.int64)])
+    g_cams = np.concatenate([camids[g], rng.integers(0, 6, extra)])
+    dist = compute_distance(feats[q], gf)  # (1980, size) float32, the caller's input
+    dist = dist.numpy() if isinstance(dist, torch.Tensor) else dist
+    labels = (pids[q], g_pids, camids[q], g_cams)
+    evaluate(dist[:50], pids[q][:50], g_pids, camids[q][:50], g_cams)  # warm-up
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        r = evaluate(dist, *labels, protocol="market", num_threads=threads)
+        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    one = dist.min(axis=1)
+    one_pass = time.perf_counter() - t0
+    del one
+    return {"gallery": int(dist.shape[1]), "queries": int(dist.shape[0]), "wall_s": wall,
+            "one_pass_s": one_pass, "peak_extra_mib": mem.extra_mib,
+            "matrix_mib": dist.nbytes / 2**20, "mAP": r["mAP"], "rank1": float(r["cmc"][0]),
+            "loadavg": os.getloadavg()[0]}
+
+
+def _speed_section(pids, camids, subsets, feats, prepared, figures, args) -> dict:
+    out: dict[str, dict] = {}
+    dist, q, g, labels = prepared["market"]
+    D = dist.numpy() if isinstance(dist, torch.Tensor) else np.asarray(dist)
+    print("\n## against torchreid's Cython evaluate_rank and one pass over the matrix (market)")
+    ours = evaluate(D, *labels, protocol="market", num_threads=args.threads)
+    fn, why = torchreid_evaluate_rank()
+    cases = {"evaluate (numpy)": lambda: evaluate(D, *labels, protocol="market",
+                                                  num_threads=args.threads),
+             "evaluate (backend='torch', this CPU)": lambda: evaluate(
+                 torch.from_numpy(D), *labels, protocol="market", backend="torch"),
+             "one pass: D.min(axis=1)": lambda: D.min(axis=1)}
+    if fn is not None:
+        cases["torchreid evaluate_cy"] = lambda: fn(D, labels[0], labels[1], labels[2],
+                                                    labels[3], 50, False)
+    best = dict.fromkeys(cases, float("inf"))
+    results = {}
+    for _ in range(args.repeats):  # interleaved rounds: all cases share the load
+        for k, c in cases.items():
+            t0 = time.perf_counter()
+            results[k] = c()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    same_torch = (results["evaluate (backend='torch', this CPU)"]["mAP"] == ours["mAP"]
+                  and np.array_equal(results["evaluate (backend='torch', this CPU)"]["cmc"],
+                                     ours["cmc"]))
+    print(f"(load {os.getloadavg()[0]:.1f}; best of {args.repeats})")
+    print("| call | best s | evaluate (numpy) is … faster | numbers |\n|---|---:|---:|---|")
+    for k, t in best.items():
+        note = ""
+        if k.startswith("evaluate (backend"):
+            note = "identical" if same_torch else "DIFFERENT"
+        if k.startswith("torchreid"):
+            cmc, mAP = results[k]
+            note = ("identical" if abs(mAP - ours["mAP"]) < 1e-9
+                    and np.allclose(cmc[:50], ours["cmc"], atol=1e-12) else
+                    f"mAP {mAP:.6f} vs {ours['mAP']:.6f}")
+        print(f"| {k} | {t:.4f} | {t / best['evaluate (numpy)']:.2f}× | {note} |")
+    if fn is None:
+        print(f"\ntorchreid comparison skipped: {why}")
+    print(f"\nevaluate = {best['evaluate (numpy)'] / best['one pass: D.min(axis=1)']:.1f} × one "
+          "pass over the matrix")
+    out["speed_market"] = {k: v for k, v in best.items()}
+    out["speed_market"]["torch_identical"] = bool(same_torch)
+    out["speed_market"]["torchreid"] = why if fn is None else "measured"
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(5):
+            evaluate(D, *labels, protocol="market", num_threads=1)
+        prof.disable()
+        print("\ncProfile of 5 × evaluate(market), one thread (tottime):\n```")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+        print("```")
+    if args.large_gallery:
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+        res = subprocess.run([sys.executable, __file__, "--large-child", "--threads",
+                              str(args.threads), "--large-gallery", str(args.large_gallery)],
+                             env=env, capture_output=True, text=True, check=True)
+        big = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"\n## {big['queries']:,} queries × {big['gallery']:,}-tracklet gallery (market; "
+              f"MARS gallery + synthetic distractors; load {big['loadavg']:.1f})")
+        print("| evaluate s | one pass s | × one pass | distance matrix MiB (input) | "
+              "peak extra MiB of evaluate | mAP | R1 |\n|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"| {big['wall_s']:.2f} | {big['one_pass_s']:.3f} | "
+              f"{big['wall_s'] / big['one_pass_s']:.1f} | {big['matrix_mib']:.0f} | "
+              f"{big['peak_extra_mib']:.0f} | {big['mAP']:.4f} | {big['rank1']:.4f} |")
+        out["large_gallery"] = big
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -247,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-queries", type=int, default=100, help="queries timed in the reference loops")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--large-gallery", type=int, default=100_000,
+                    help="gallery size of the large case (0: skip)")
+    ap.add_argument("--profile", action="store_true", help="cProfile evaluate (market)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
@@ -257,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pids, camids, subsets = load_mars_labels(info)
     feats = synthetic_features(pids, camids)
+    if args.large_child:
+        print(json.dumps(_large_gallery(pids, camids, subsets, feats, args.large_gallery,
+                                        args.threads)))
+        return 0
     calls, prepared = _calls(pids, camids, subsets, feats, args.threads)
     if args.memory_child:
         peaks = {}
@@ -332,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndense reference at N = {n_small}: {t_ref:.2f} s; ours {t_ours:.3f} s "
           f"({t_ref / t_ours:.0f}×); max |difference| {err:.1e}")
     figures["rerank_reference_small"] = {"N": n_small, "reference_s": t_ref, "ours_s": t_ours, "max_abs_diff": err}
+
+    figures.update(_speed_section(pids, camids, subsets, feats, prepared, figures, args))
 
     ev, rr = figures["evaluate_market"], figures["rerank_re_ranking"]
     print("\n## targets")

@@ -23,8 +23,11 @@ MARS_TRAIN_IDS = 625
 
 
 def method_config(name: str) -> Config:
-    """The method's MARS config; AlignNet without its OpenPose weights file."""
-    overrides = ["model.args.pose_weights=null"] if name == "alignnet" else []
+    """The method's MARS config with random weights (``pretrained=none``; AlignNet's OpenPose
+    network without its weights file): nothing is downloaded."""
+    overrides = ["model.args.pretrained=none"]
+    if name == "alignnet":
+        overrides.append("model.args.pose_weights=null")
     return load_config(f"{name}/mars", overrides)
 
 

@@ -563,3 +563,157 @@ def test_short_synthetic_training_lowers_loss_and_beats_chance(tmp_path):
         for _ in range(20)
     ])
     assert result["mAP"] > chance + 0.15, (result["mAP"], chance)
+
+
+# --------------------------------------------------------------------------- equation-level reference
+
+
+def _mam_reference(mam: MultiAttentionModule, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1–4 with functional ops: per-submodule weights unpacked from the conv tensors, the
+    K-fold attended tensor built explicitly and maxed over K."""
+    k = mam.K
+    d = f.shape[1]
+    w1 = mam.hidden.weight.reshape(k, -1, d)  # submodule k: Conv1×1(D→D_1) as (D_1, D)
+    b1 = mam.hidden.bias.reshape(k, -1)
+    w2 = mam.score.weight.reshape(k, -1)  # Conv1×1(D_1→1), grouped per submodule
+    hid = F.relu(torch.einsum("ndhw,kjd->nkjhw", f, w1) + b1[None, :, :, None, None])  # eq. 1
+    r = torch.einsum("nkjhw,kj->nkhw", hid, w2)
+    a = torch.softmax(r.flatten(2), dim=-1).reshape(r.shape)  # eq. 2 over h·w
+    x = a[:, :, None] * f[:, None]  # eq. 3: (N, K, D, h, w)
+    return f + x.max(dim=1).values, a  # eq. 4
+
+
+def cmmanet_reference(model, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Eq. 1–5 recomputed around the backbone stages (the CNN itself is not under test)."""
+    b, t = images.shape[:2]
+    frames = images.flatten(0, 1)
+    keep = torch.ones(b * t, dtype=torch.bool) if mask is None else mask.reshape(-1)
+    bb = model.backbone
+    x = frames[keep]
+    maps = {}
+    start = "stem"
+    for stage, nxt in (("layer3", "layer4"), ("layer4", None)):
+        x = bb.forward_stages(x, start, stage)
+        if stage in model.mams:
+            x, maps[stage] = _mam_reference(model.mams[stage], x)
+        start = nxt
+    per_frame = torch.zeros(b * t, x.shape[1])
+    per_frame[keep] = x.mean(dim=(-2, -1))  # SpatialAvg
+    w = keep.reshape(b, t).float()
+    video = (per_frame.reshape(b, t, -1) * w[..., None]).sum(1) / w.sum(1, keepdim=True)  # eq. 5
+    return {"F": video, "maps": maps}
+
+
+@pytest.mark.parametrize("mams", [("layer3", "layer4"), ("layer4",), ()], ids=["multi", "single", "baseline"])
+def test_forward_equals_functional_reference_of_the_equations(mams):
+    model = tiny(mams=mams, K=3).eval()
+    images = clip(b=2, t=3, seed=4)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    with torch.no_grad():
+        for m in (None, mask):
+            batch = {"images": images} if m is None else {"images": images, "frame_mask": m}
+            out = model(batch)
+            ref = cmmanet_reference(model, images, m)
+            torch.testing.assert_close(out.embedding, ref["F"], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(out.metric_feature, ref["F"], rtol=1e-4, atol=1e-5)
+            keep = torch.ones(6, dtype=torch.bool) if m is None else m.reshape(-1)
+            for stage, a in ref["maps"].items():
+                got = out.attention[MAM_KEYS[stage]].flatten(0, 1)[keep]
+                torch.testing.assert_close(got, a, rtol=1e-4, atol=1e-6)
+
+
+def test_eq5_test_time_feature_is_the_mean_over_every_real_frame(tmp_path):
+    """Eq. 5 at test time: the tracklet feature from ``all_consecutive(4)`` clips (7 frames →
+    clips of 4 and 3 real + 1 padded frame), aggregated by ``extract_features``, equals ``F`` of
+    the whole tracklet as one clip — because each clip counts by its number of real frames."""
+    import cv2
+
+    from videoreid.data.clips import load_clip
+    from videoreid.data.temporal import build_plan
+    from videoreid.data.tracklet import Tracklet
+    from videoreid.data.transforms import ClipTransform
+    from videoreid.engine import extract
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(7):
+        p = tmp_path / f"{i:04d}.png"
+        cv2.imwrite(str(p), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+        paths.append(p)
+    track = Tracklet(tuple(paths), pid=0, camid=0, meta={})
+    transform = ClipTransform(H, W, train=False)
+    plan = build_plan("all_consecutive", length=4)
+    assert [int(m.sum()) for _, m in plan(7)] == [4, 3]
+    model = tiny().eval()
+    got = extract.extract_features(model, [track], plan, transform, batch_size=2,
+                                   normalize="none", progress=False, precision="fp32")
+    whole = load_clip(track, np.arange(7), np.ones(7, dtype=bool), transform, None)
+    with torch.no_grad():
+        ref = model({"images": whole["images"][None]}).embedding.double().numpy()
+        clips = [load_clip(track, idx, m, transform, None) for idx, m in plan(7)]
+        per_clip = model({"images": torch.stack([c["images"] for c in clips]),
+                          "frame_mask": torch.stack([c["frame_mask"] for c in clips])}).embedding
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    # the plain mean of the two clip features counts the second clip's frames 4/3 times
+    assert np.abs(per_clip.double().mean(0).numpy() - ref).max() > 1e-3
+
+
+# --------------------------------------------------------------------------- eq. 7, concentration
+
+
+def test_eq7_unsquared_diversity_variant_by_hand():
+    """Eq. 7 sums the Bhattacharyya coefficients 1 − D² of the pairs; eq. 8 their squares."""
+    a = torch.zeros(3, 4)
+    a[0] = torch.tensor([0.5, 0.5, 0.0, 0.0])
+    a[1] = torch.tensor([0.0, 0.5, 0.5, 0.0])
+    a[2] = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    # BC(0,1) = √.25 = 0.5, BC(0,2) = BC(1,2) = 0: eq. 7 = 2·0.5 = 1; eq. 8 = 2·0.25 = 0.5
+    out = att_out(a.reshape(1, 1, 3, 2, 2))
+    eq7 = DiversityLoss("spatial/mam2", variant="bhattacharyya")(out, {})
+    eq8 = DiversityLoss("spatial/mam2", variant="hellinger")(out, {})
+    assert float(eq7) == pytest.approx(1.0, abs=1e-4)  # the 1e-12 clamp under √ adds ~1e-5
+    assert float(eq8) == pytest.approx(0.5, abs=1e-4)
+    same = att_out(torch.full((1, 1, 4, 2, 2), 0.25))  # identical maps: K(K−1) either way
+    assert float(DiversityLoss("spatial/mam2", variant="bhattacharyya")(same, {})) == pytest.approx(12.0)
+
+
+def test_concentration_gradient_never_dies():
+    """A submodule whose stripe holds no mass still gets pulled back (log(Â + ε), no clamp)."""
+    logits = torch.zeros(1, 1, 4, 8, 4)
+    logits[0, 0, 1, 0, 0] = 40.0  # submodule 1's mass all on row 0 (stripe 0): Â_11 ≈ 0
+    logits.requires_grad_(True)
+    maps = torch.softmax(logits.flatten(-2), -1).reshape(logits.shape)
+    loss = ConcentrationLoss("spatial/mam2")(att_out(maps), {})
+    loss.backward()
+    g = logits.grad[0, 0, 1]
+    assert torch.isfinite(g).all()
+    # gradient descent raises the logits of submodule 1's own stripe (rows 2-3)
+    assert float(g[2:4].sum()) < 0 and float(g[2:4].abs().sum()) > 1e-12
+
+
+# --------------------------------------------------------------------------- paper-table rows
+
+
+CMMANET_ROWS = sorted((ROOT / "configs" / "cmmanet" / "ablation").glob("table[45]_*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", CMMANET_ROWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_component_rows_say_what_their_name_says(path):
+    """Tables IV–V: a row's file name fixes its MAMs and its loss terms (so the Single MAM
+    rows with and without Loss_con, say, cannot swap contents unnoticed)."""
+    from videoreid.config import load_config
+
+    cfg = load_config(path)
+    name = path.stem.split("_", 1)[1]
+    paper = path.read_text().splitlines()[1]
+    mams = {"baseline": [], "single_mam": ["layer4"], "multi_mam": ["layer3", "layer4"]}[
+        name.removesuffix("_con")]
+    assert list(cfg.model.args["mams"]) == mams
+    keys = [MAM_KEYS[s] for s in mams]
+    terms = sorted((s["name"], s.get("key")) for s in cfg.loss)
+    expected = [("ce", None), ("triplet", None)] + [("diversity", k) for k in keys]
+    if name.endswith("_con"):
+        expected += [("concentration", k) for k in keys]
+    assert terms == sorted(expected)
+    assert ("Loss_con" in paper) == name.endswith("_con")
+    assert ("Single MAM" in paper) == name.startswith("single") and ("Multi-MAM" in paper) == name.startswith("multi")

@@ -77,23 +77,25 @@ def model():
 
 
 def naive_clip_embeddings(model, tracklets, plan, transform):
-    """Every clip of a tracklet in ONE forward pass: the reference, ``[(clips, D)]``."""
+    """Every clip of a tracklet in ONE forward pass: the reference, ``[((clips, D), (clips,))]``
+    (embeddings and numbers of real frames)."""
     out = []
     for t in tracklets:
         clips = [load_clip(t, idx, mask, transform, None) for idx, mask in plan(len(t))]
         batch = {"images": torch.stack([c["images"] for c in clips]),
                  "frame_mask": torch.stack([c["frame_mask"] for c in clips])}
         with torch.no_grad():
-            out.append(model(batch).embedding.double())
+            out.append((model(batch).embedding.double(),
+                        batch["frame_mask"].double().sum(1)))
     return out
 
 
 def aggregate(clip_embeddings, normalize):
     rows = []
-    for emb in clip_embeddings:
+    for emb, real in clip_embeddings:
         if normalize in ("before", "both"):
             emb = F.normalize(emb, dim=1)
-        f = emb.mean(0)
+        f = (emb * real[:, None]).sum(0) / real.sum()
         if normalize in ("after", "both"):
             f = F.normalize(f, dim=0)
         rows.append(f)
@@ -159,3 +161,43 @@ def test_mode_restored_and_bad_arguments(model, tracklets):
         extract_features(model, tracklets, plan, transform, normalize="l2")
     with pytest.raises(ValueError, match="batch_size"):
         extract_features(model, tracklets, plan, transform, batch_size=0)
+
+
+class MeanGrey(nn.Module):
+    """Embedding = mask-averaged mean of the red channel (a linear function of the grey)."""
+
+    def forward(self, batch: dict) -> ReIDOutput:
+        g = batch["images"][:, :, 0].mean((-2, -1))  # (B, T)
+        m = batch["frame_mask"].to(g.dtype)
+        return ReIDOutput(embedding=((g * m).sum(1) / m.sum(1))[:, None])
+
+
+def test_padded_clip_weighs_by_its_real_frames(tmp_path):
+    """Hand-computed: 5 flat frames of grey 0, 50, 100, 150, 200 cut into clips of 4.
+
+    ``all_consecutive(4)`` gives [0, 1, 2, 3] and [4, pad, pad, pad]. Weighted by real frames
+    the tracklet feature is (4 * mean(0, 50, 100, 150) + 1 * 200) / 5 = grey 100, the mean of
+    the five frames; a plain clip mean would give (75 + 200) / 2 = 137.5 (frame 4 counted 4x).
+    """
+    greys = [0, 50, 100, 150, 200]
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    paths = []
+    for i, g in enumerate(greys):
+        p = folder / f"{i:04d}.png"
+        cv2.imwrite(str(p), np.full((H, W, 3), g, dtype=np.uint8))
+        paths.append(p)
+    t = Tracklet(tuple(paths), pid=0, camid=0, meta={})
+    transform = ClipTransform(H, W, train=False)
+    plan = build_plan("all_consecutive", length=4)
+    assert [int(m.sum()) for _, m in plan(len(t))] == [4, 1]
+
+    def red(grey: float) -> float:  # normalised red value of a flat grey frame
+        return (grey / 255.0 - transform.mean[0]) / transform.std[0]
+
+    for batch_size in (1, 2):
+        got = extract_features(MeanGrey(), [t], plan, transform, batch_size=batch_size,
+                               progress=False)
+        assert got.shape == (1, 1)
+        assert got[0, 0] == pytest.approx(red(100.0), abs=1e-5)
+        assert abs(got[0, 0] - red(137.5)) > 0.5  # far from the unweighted mean

@@ -353,3 +353,100 @@ def test_short_synthetic_training_lowers_loss_and_beats_chance(tmp_path):
         tmp_path, "man", {"backbone": "resnet_tiny", "embed_hidden": 32})
     assert totals[-1] < 0.9 * totals[0], totals
     assert mAP > chance + 0.1, (mAP, chance)
+
+
+# ------------------------------------------------- equation-level functional reference
+
+
+def _eps(emb: nn.Sequential, v: torch.Tensor) -> torch.Tensor:
+    """ε of sec. 4 (two fully connected layers) with functional ops and the module's weights."""
+    l1, l2 = [m for m in emb if isinstance(m, nn.Linear)]
+    return F.linear(F.relu(F.linear(v, l1.weight, l1.bias)), l2.weight, l2.bias)
+
+
+def man_reference(model, b: dict, stage: str = "layer3") -> torch.Tensor:
+    """Eq. 3-8 from the paper with functional ops and the module's weights (eval mode):
+    ρ = ReLU(ζ_app φ) ⊙ ReLU(ζ_flow f) (ReLUs per zeta_relu), M = 1 / (1 + e^-ρ), both
+    streams × M, remaining stages, spatial mean, φ^max = the element-wise max over frames
+    (or one joint arg-max frame), w = exp(cos(ε(φ^n), ε(φ^max))), Σ w φ (÷ Σ w), concat, FC."""
+    from videoreid.models.man import next_stage
+
+    bsz, t = b["images"].shape[:2]
+    x, y = b["images"].flatten(0, 1), b["flow"].flatten(0, 1)
+    phi = model.app.forward_stages(x, end=stage)  # eq. 2 (the backbones as given)
+    f = model.flow.forward_stages(y, end=stage)
+    za = F.conv2d(phi, model.mutual.zeta_app.weight, model.mutual.zeta_app.bias)
+    zf = F.conv2d(f, model.mutual.zeta_flow.weight, model.mutual.zeta_flow.bias)
+    if model.mutual.zeta_relu:
+        za, zf = za.clamp_min(0), zf.clamp_min(0)
+    m = 1.0 / (1.0 + torch.exp(-(za * zf)))  # eq. 3-4
+    phi, f = phi * m, f * m  # eq. 5
+    rest = next_stage(stage)
+    if rest is not None:
+        phi, f = model.app.forward_stages(phi, start=rest), model.flow.forward_stages(f, start=rest)
+    xa = phi.mean((-2, -1)).view(bsz, t, -1)  # φ^n
+    xf = f.mean((-2, -1)).view(bsz, t, -1)  # f^n
+    if model.reference == "joint_argmax":
+        tstar = (xa.mean(-1) + xf.mean(-1)).argmax(1)
+        refs = [xa[torch.arange(bsz), tstar], xf[torch.arange(bsz), tstar]]
+    else:
+        refs = [xa.max(dim=1).values, xf.max(dim=1).values]
+    pooled = []
+    for v, ref, agg in zip((xa, xf), refs, (model.agg_app, model.agg_flow), strict=True):
+        e, er = _eps(agg.embedding, v), _eps(agg.embedding, ref)[:, None]
+        cos = (e * er).sum(-1) / (e.norm(dim=-1) * er.norm(dim=-1))
+        w = torch.exp(cos)  # eq. 6-7
+        if agg.normalize:
+            w = w / w.sum(1, keepdim=True)
+        pooled.append((w[..., None] * v).sum(1))  # eq. 8
+    return F.linear(torch.cat(pooled, 1), model.fc.weight, model.fc.bias)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"normalize_weights": False, "share_embedding": False},
+    {"reference": "joint_argmax"},
+    {"zeta_relu": False},
+])
+def test_forward_equals_the_papers_equations_with_the_modules_weights(kw):
+    torch.manual_seed(7)
+    model = tiny(**kw).eval()
+    with torch.no_grad():  # ζ with both signs of response, so the ReLUs matter
+        model.mutual.zeta_app.bias.fill_(0.1)
+        model.mutual.zeta_flow.bias.fill_(-0.1)
+        b = batch(b=3, t=4, seed=5)
+        got = model(b).embedding
+        want = man_reference(model, b)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_joint_argmax_reference_by_hand():
+    from videoreid.models.man import joint_argmax_reference
+
+    xa = torch.tensor([[[1.0, 0.0], [0.0, 3.0], [2.0, 2.0]]])  # channel means .5, 1.5, 2
+    xf = torch.tensor([[[5.0, 5.0], [0.0, 0.0], [0.0, 0.0]]])  # channel means 5, 0, 0
+    ra, rf = joint_argmax_reference(xa, xf)  # totals 5.5, 1.5, 2 → frame 0 for both
+    torch.testing.assert_close(ra, xa[:, 0])
+    torch.testing.assert_close(rf, xf[:, 0])
+    mask = torch.tensor([[False, True, True]])  # frame 0 padded → totals 1.5, 2 → frame 2
+    ra, rf = joint_argmax_reference(xa, xf, mask)
+    torch.testing.assert_close(ra, xa[:, 2])
+    torch.testing.assert_close(rf, xf[:, 2])
+    # the element-wise max is no single frame here: [2, 3] for the image stream
+    lit = WeightedFeatureAddition(2, normalize=False, embedding=nn.Identity())
+    w_max = lit.raw_weights(xa)
+    w_joint = lit.raw_weights(xa, reference=xa[:, 0])
+    torch.testing.assert_close(w_joint[0, 0], torch.tensor(math.e))
+    assert not torch.allclose(w_max, w_joint)
+    with pytest.raises(ValueError, match="reference"):
+        tiny(reference="argmax")
+
+
+def test_zeta_relu_switch_changes_the_range_of_m():
+    torch.manual_seed(0)
+    plain = MutualAttention(6, 4, zeta_relu=False)
+    phi, f = torch.randn(5, 6, 7, 3), torch.randn(5, 4, 7, 3)
+    m = plain.attention_map(phi, f)
+    assert (m < 0.5).any() and (m > 0.5).any()  # ρ takes both signs without the ReLUs
+    rho = plain.zeta_app(phi) * plain.zeta_flow(f)
+    torch.testing.assert_close(m, torch.sigmoid(rho))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from videoreid.models.rgsa_rgtr import (
     RGTR,
     InnerProductRelation,
     PairDifferenceBatchNorm,
+    RawInnerProductRelation,
     RelationModule,
     build_rgsa_rgtr,
 )
@@ -446,3 +448,154 @@ def test_short_synthetic_training_lowers_loss_and_beats_chance(tmp_path):
     chance_map = float(np.mean([c["mAP"] for c in chance]))
     assert rank1 > chance_r1 + 0.1, (rank1, chance_r1)
     assert mAP > chance_map + 0.1, (mAP, chance_map)
+
+
+# --------------------------------------------------------------------------------------------
+# Equation-level reference (eval mode): eq. 1–10 with functional ops and the module's weights
+
+
+def _bn_eval(x: torch.Tensor, bn: nn.BatchNorm1d) -> torch.Tensor:
+    """BN with running statistics, written out: γ (x − μ) / √(σ² + ε) + β over the last dim."""
+    return (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+
+
+def _randomise_statistics(model: nn.Module, seed: int = 3) -> None:
+    """Running statistics and affine terms far from (0, 1) so every BN really acts."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d) or type(m).__name__ in ("_TokenBN", "PairDifferenceBatchNorm"):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(n, generator=g))
+                m.bias.copy_(torch.randn(n, generator=g))
+
+
+def _relation_reference(rel: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``r̃_i = [RM(x_i, x_1), …, RM(x_i, x_M)]`` (eq. 1–2, 4 / 7–8): ``(G, M, C)`` → ``(G, M, M·K)``."""
+    g, m, _ = x.shape
+    if isinstance(rel, RawInnerProductRelation):
+        return torch.einsum("gic,gjc->gij", x, x).reshape(g, m, m)
+
+    def embed(seq: nn.Sequential, v: torch.Tensor) -> torch.Tensor:  # θ / φ = ReLU(BN(W f))
+        return F.relu(_bn_eval(F.linear(v, seq[0].weight), seq[1]))
+
+    th, ph = embed(rel.theta, x), embed(rel.phi, x)
+    if isinstance(rel, InnerProductRelation):
+        r = torch.einsum("gic,gjc->gij", th, ph)[..., None] / math.sqrt(th.shape[-1])
+    else:
+        diff = th[:, :, None, :] - ph[:, None, :, :]  # θ(x_i) − φ(x_j), (G, M, M, C/r1)
+        r = F.relu(_bn_eval(F.linear(diff, rel.proj.weight), rel.bn))  # eq. 2
+    return r.reshape(g, m, -1)  # concatenation over j, in order (eq. 4 / 8)
+
+
+def rgsa_rgtr_reference(model: RGSARGTR, images: torch.Tensor, mask=None) -> torch.Tensor:
+    b, t = images.shape[:2]
+    fmap = model.backbone(images.flatten(0, 1))  # the CNN is not under test
+    x = fmap.flatten(2).transpose(1, 2)  # (B·T, N, C), row-major positions
+    if model.rgsa is not None:
+        r = _relation_reference(model.rgsa.relation, x)
+        lin = model.rgsa.attention
+        z = F.linear(torch.cat([x, r], dim=-1), lin.fc.weight)  # W_A [X_i, r̃_i] (eq. 5)
+        a = torch.sigmoid(_bn_eval(z, lin.bn))
+        f = (a * x).sum(1) / a.sum(1)  # eq. 6
+    else:
+        f = x.mean(1)
+    f = f.reshape(b, t, -1)
+    if model.rgtr is not None:
+        r = _relation_reference(model.rgtr.relation, f)
+        lin = model.rgtr.refine
+        f = _bn_eval(F.linear(torch.cat([f, r], dim=-1), lin.fc.weight), lin.bn)  # eq. 9
+    w = torch.ones(b, t, dtype=f.dtype) if mask is None else mask.to(f.dtype)
+    return (f * w[..., None]).sum(1) / w.sum(1, keepdim=True)  # eq. 10 over real frames
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"relation_impl": "naive"}, {"relation": "inner_product"}, {"relation": "raw_inner_product"},
+    {"rgtr": False}, {"rgsa": False},
+], ids=["full", "naive", "ip", "raw_ip", "rgsa_only", "rgtr_only"])
+def test_forward_equals_functional_reference_of_the_equations(kw):
+    _seed(21)
+    model = RGSARGTR(3, seq_len=3, **{**TINY, **kw})
+    _randomise_statistics(model)
+    # float64: the raw inner products reach ~1e2, and float32 rounding of W_A's input then
+    # moves the output by ~1e-2 through the sigmoid and RGTR's second inner product.
+    model.double().eval()
+    batch = _batch(b=2, t=3)
+    batch["images"] = batch["images"].double()
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    with torch.no_grad():
+        for m in (None, mask):
+            got = model({**batch, "frame_mask": m} if m is not None else batch).embedding
+            ref = rgsa_rgtr_reference(model, batch["images"], m)
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_raw_inner_product_relation_has_no_parameters():
+    _seed(22)
+    rel = RawInnerProductRelation()
+    x = torch.randn(2, 5, 16)
+    assert list(rel.parameters()) == []
+    torch.testing.assert_close(rel(x)[1, 3, 0, 0], x[1, 3] @ x[1, 0])
+    model = RGSARGTR(3, seq_len=3, relation="raw_inner_product", **TINY)
+    assert model.rgsa.attention.fc.weight.shape == (64, 64 + 8)  # W_A ∈ R^{C×(C+N)}
+    assert model.rgtr.refine.fc.weight.shape == (64, 64 + 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Adaptive weighted triplet (eq. 12–14) against an anchor-by-anchor reference
+
+
+def adaptive_triplet_reference(feat: torch.Tensor, pids: torch.Tensor, anchor_in_positives=False):
+    """Eq. 12–14 written per anchor with explicit sets, weights not detached."""
+    n = len(pids)
+    losses = []
+    for a in range(n):
+        pos = [i for i in range(n) if pids[i] == pids[a] and (i != a or anchor_in_positives)]
+        neg = [j for j in range(n) if pids[j] != pids[a]]
+        if not pos or not neg:
+            continue
+        d_p = torch.stack([torch.sqrt(((feat[a] - feat[i]) ** 2).sum()) if i != a
+                           else feat.new_zeros(()) for i in pos])
+        d_n = torch.stack([torch.sqrt(((feat[a] - feat[j]) ** 2).sum()) for j in neg])
+        w_p = torch.exp(d_p) / torch.exp(d_p).sum()  # eq. 12
+        w_n = torch.exp(-d_n) / torch.exp(-d_n).sum()  # eq. 13
+        losses.append(F.softplus((w_p * d_p).sum() - (w_n * d_n).sum()))  # eq. 14
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("anchor_in_positives", [False, True])
+def test_adaptive_triplet_value_and_gradient_match_the_equations(anchor_in_positives):
+    """K = 3 clips per identity, so every anchor has two positives whose weights matter;
+    the gradient check catches detached weights (the value alone would not)."""
+    from videoreid.losses.triplet import AdaptiveWeightedTripletLoss
+    from videoreid.models.output import ReIDOutput
+
+    _seed(23)
+    pids = torch.arange(4).repeat_interleave(3)  # P = 4, K = 3
+    feat = (torch.randn(12, 8, dtype=torch.float64) * 0.7).requires_grad_(True)
+    loss_fn = AdaptiveWeightedTripletLoss(anchor_in_positives=anchor_in_positives)
+    got = loss_fn(ReIDOutput(embedding=feat, metric_feature=feat), {"pids": pids})
+    ref = adaptive_triplet_reference(feat, pids, anchor_in_positives)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-6)
+    g_got, = torch.autograd.grad(got, feat)
+    g_ref, = torch.autograd.grad(ref, feat)
+    torch.testing.assert_close(g_got.double(), g_ref, rtol=1e-4, atol=1e-6)
+    other = AdaptiveWeightedTripletLoss(anchor_in_positives=not anchor_in_positives)
+    with torch.no_grad():
+        alt = other(ReIDOutput(embedding=feat, metric_feature=feat), {"pids": pids})
+    assert abs(float(alt) - float(got.detach())) > 1e-3  # the switch changes the loss
+
+
+def test_adaptive_triplet_anchor_in_positives_keeps_singleton_anchors():
+    """Literal eq. 12: an anchor alone with its identity still has a positive set {itself}."""
+    from videoreid.losses.triplet import AdaptiveWeightedTripletLoss
+    from videoreid.models.output import ReIDOutput
+
+    feat = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    out = ReIDOutput(embedding=feat, metric_feature=feat)
+    pids = torch.tensor([0, 1])
+    assert float(AdaptiveWeightedTripletLoss()(out, {"pids": pids})) == 0.0  # no valid anchor
+    lit = AdaptiveWeightedTripletLoss(anchor_in_positives=True)(out, {"pids": pids})
+    assert float(lit) == pytest.approx(math.log1p(math.exp(-5.0)), rel=1e-5)  # softplus(0 − 5)

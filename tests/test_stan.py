@@ -233,6 +233,8 @@ def test_second_order_enhancement_matches_loop_reference():
     with torch.no_grad():
         enh.pos_weight.normal_()
         enh.pos_bias.normal_()
+        enh.fcn.weight.normal_()  # the zero init would make FCN(pooled) = 0
+        enh.fcn.bias.normal_()
     x = torch.randn(b, t, k, d)
     mask = torch.tensor([[True] * 5, [True, True, True, False, True]])
     with torch.no_grad():
@@ -288,7 +290,9 @@ def test_single_frame_clips_work_for_image_pretraining():
     ids=["full", "literal", "maxpool", "baseline"],
 )
 def test_gradients_reach_every_parameter(kw):
-    model = tiny(num_frames=4, **kw).train()
+    # A random FCN in E: with the default zero init, W and b of E get their first gradient
+    # only after one step (see test_zero_initialised_e_starts_as_identity_and_then_learns).
+    model = tiny(num_frames=4, zero_init_e=False, **kw).train()
     batch = {"images": clip(b=4, t=4), "pids": torch.tensor([0, 1, 2, 3])}
     out = model(batch)
     loss = F.cross_entropy(out.logits, batch["pids"])
@@ -364,10 +368,11 @@ def test_init_from_image_pretrained_checkpoint(tmp_path):
         tiny(init_from=str(tmp_path / "bad.pt"))
 
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "stan").rglob("*.yaml"))
+STAN_DIR = Path(__file__).resolve().parents[1] / "configs" / "stan"
+CONFIGS = sorted(STAN_DIR.rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(STAN_DIR)) for p in CONFIGS])
 def test_configs_load_and_build(path):
     from videoreid.config import load_config
 
@@ -386,7 +391,9 @@ def test_configs_load_and_build(path):
         assert cfg.optim.name == "sgd" and cfg.optim.lr == 0.1
         assert cfg.schedule.gamma == 0.1 and len(cfg.schedule.milestones) == 1
         assert cfg.model.args["embed_dim"] == 128 and cfg.model.args["backbone"] == "resnet50"
-        if model.spatial:
+        if model.spatial and path.parent.name.startswith("table2_"):  # table 2: K = 1 ... 8
+            assert model.K == int(path.stem.split("_k")[1])
+        elif model.spatial:
             assert model.K == 6
 
 
@@ -441,3 +448,207 @@ def test_short_synthetic_training_lowers_loss_and_beats_chance(tmp_path):
         fs.features = rng.standard_normal(fs.features.shape).astype(np.float32)
         chance.append(evaluate_features(fs, "market", "cosine")["mAP"])
     assert m_ap > np.mean(chance) + 0.08, (m_ap, np.mean(chance))
+
+
+# --------------------------------------------------------------------------- E init, clip lengths
+
+
+def test_zero_initialised_e_starts_as_identity_and_then_learns():
+    """``zero_init_e`` (default): x̂ = x at initialisation, so the full model starts out equal to
+    the model without E; after one step E's every parameter receives gradient."""
+    with_e = tiny(num_frames=4).eval()
+    without = tiny(num_frames=4, enhancement="identity").eval()
+    without.load_state_dict({k: v for k, v in with_e.state_dict().items()
+                             if not k.startswith("enhancement.")})
+    images = clip(b=2, t=4)
+    with torch.no_grad():
+        torch.testing.assert_close(with_e({"images": images}).embedding,
+                                   without({"images": images}).embedding)
+    assert float(with_e.enhancement.fcn.weight.detach().abs().sum()) == 0.0
+    model = tiny(num_frames=4).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = {"images": clip(b=4, t=4), "pids": torch.tensor([0, 1, 2, 3])}
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(batch).logits, batch["pids"]).backward()
+        opt.step()
+    for name, p in model.enhancement.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    assert not tiny(zero_init_e=False).enhancement.fcn.weight.eq(0).all()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.train_sampler.args.length=4", "data.train_sampler"),
+    ("data.test_plan.args.length=8", "data.test_plan"),
+    ("model.args.num_frames=8", "data.train_sampler"),
+])
+def test_clip_length_must_match_num_frames(override, key):
+    from videoreid.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=rf"model.args.num_frames=\d+ but {key}.*args.length"):
+        load_config("stan/mars", [override])
+    # All three set together, or E switched off (no positional parameters): accepted.
+    load_config("stan/mars", ["model.args.num_frames=8", "data.train_sampler.args.length=8",
+                              "data.test_plan.args.length=8"])
+    load_config("stan/mars", [override, "model.args.enhancement=identity"])
+
+
+# --------------------------------------------------------------------------- equation-level reference
+
+
+def _randomise_head(model: STAN, seed: int = 7) -> None:
+    """Non-trivial values for every non-backbone parameter and BN statistic (eval mode)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("backbone."):
+                p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.5))
+        if model.embed_bn is not None:
+            model.embed_bn.running_mean.copy_(torch.randn(model.embed_bn.num_features, generator=g))
+            model.embed_bn.running_var.copy_(torch.rand(model.embed_bn.num_features, generator=g) + 0.5)
+        if model.temporal_attention.mode == "literal":
+            model.temporal_attention.bias.add_(3.0)  # keep Σ_n e_{n,k} away from 0
+
+
+def stan_reference(model: STAN, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Eq. 1–4, 11–15 and the supplement's E recomputed with functional ops from the weights.
+
+    Written independently of the module: per-model weights are unpacked from the conv tensors,
+    eq. 1 is an explicit two-layer perceptron per model and cell, the temporal terms are plain
+    elementwise products and sums (no shared einsum strings with the code).
+    """
+    b, t = images.shape[:2]
+    k = model.K
+    m = torch.ones(b, t, dtype=torch.bool) if mask is None else mask
+    f = model.backbone(images.flatten(0, 1))  # (B·T, D, h, w): the CNN is not under test
+    d_feat, h, w = f.shape[1:]
+    f = f.reshape(b, t, d_feat, h * w).transpose(2, 3)  # (B, T, L, D) cells f_{n,l}
+    f = f * m[:, :, None, None]  # padded frames are zeros (they skip the backbone)
+    out = {}
+    if model.spatial_attention is not None:
+        sa = model.spatial_attention
+        w1 = sa.hidden.weight.reshape(k, -1, d_feat)  # W_{s,k}: (K, d, D)
+        b1 = sa.hidden.bias.reshape(k, -1)  # b_{s,k}
+        w2 = sa.score.weight.reshape(k, -1)  # w'_{s,k}: (K, d) (grouped conv)
+        hidden = F.relu(torch.einsum("btld,kjd->btlkj", f, w1) + b1)  # eq. 1 inner layer
+        e = (hidden * w2).sum(-1)  # (B, T, L, K); b'_{s,k} cancels in eq. 2
+        s = torch.softmax(e, dim=2)  # eq. 2: over the L cells
+        x = (s[..., None] * f[:, :, :, None, :]).sum(2)  # eq. 3: (B, T, K, D)
+        out["spatial"] = s.permute(0, 1, 3, 2).reshape(b, t, k, h, w)
+    else:
+        x = f.mean(2, keepdim=True)  # (B, T, 1, D)
+    if model.enhancement is not None:  # supplement eq. 1–4 (readings (a)–(g))
+        enh = model.enhancement
+        pos = torch.arange(t)
+        idx = pos.clamp(max=enh.num_frames - 1)
+        xt = x.permute(0, 2, 1, 3)  # (B, K, T, D)
+        phi = (xt[:, :, :, None, :] * xt[:, :, None, :, :]).sum(-1) / math.sqrt(d_feat)
+        dist = (pos[:, None] - pos[None, :]).abs().float()
+        psi = enh.pos_weight[idx][:, idx] * torch.exp(-dist / enh.sigma) + enh.pos_bias[idx][None, :]
+        logits = (phi + psi).masked_fill(~m[:, None, None, :], float("-inf"))
+        c = torch.softmax(logits, dim=-1)  # row i: contributions of every frame j to frame i
+        pooled = (c[..., None] * xt[:, :, None, :, :]).sum(3)
+        x = (F.linear(pooled, enh.fcn.weight, enh.fcn.bias) + xt).permute(0, 2, 1, 3)
+    ta = model.temporal_attention
+    mm = m[:, :, None]
+    if ta.mode in ("softmax", "literal"):
+        e = (x * ta.weight[None, None]).sum(-1)  # eq. 11: w_{t,k}ᵀ x̂_{n,k}, (B, T, K)
+        if ta.mode == "softmax":
+            tw = torch.exp(e - e.max(1, keepdim=True).values) * mm
+            tw = tw / tw.sum(1, keepdim=True)  # softmax over the N frames (sec. 3.4 text)
+        else:
+            e = (e + ta.bias) * mm
+            tw = e / e.sum(1, keepdim=True)  # eq. 12 as printed
+        pooled = (tw[..., None] * x).sum(1)  # eq. 13
+    elif ta.mode == "avg":
+        pooled = (x * mm[..., None]).sum(1) / mm.sum(1)[..., None]
+    else:
+        pooled = x.masked_fill(~mm[..., None], float("-inf")).amax(1)
+    z = F.linear(pooled.reshape(b, -1), model.embed.weight, model.embed.bias)  # eq. 15 + FC
+    if model.embed_bn is not None:
+        bn = model.embed_bn
+        z = (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    out["embedding"] = z / z.norm(dim=1, keepdim=True)
+    return out
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"temporal": "literal"}, {"temporal": "avg"}, {"temporal": "max"},
+    {"enhancement": "identity"}, {"spatial": False, "enhancement": "identity", "temporal": "avg"},
+], ids=["full", "literal", "avg", "max", "no_e", "baseline"])
+def test_forward_equals_functional_reference_of_the_equations(kw):
+    model = tiny(num_frames=4, **kw).eval()
+    _randomise_head(model)
+    images = clip(b=2, t=4, seed=3)
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    with torch.no_grad():
+        for m in (None, mask):
+            batch = {"images": images} if m is None else {"images": images, "frame_mask": m}
+            got = model(batch)
+            ref = stan_reference(model, images, m)
+            torch.testing.assert_close(got.embedding, ref["embedding"], rtol=1e-4, atol=1e-5)
+            if "spatial" in ref:
+                torch.testing.assert_close(got.attention["spatial"], ref["spatial"], rtol=1e-4,
+                                           atol=1e-6)
+
+
+# --------------------------------------------------------------------------- staged training chain
+
+STAGES = sorted((STAN_DIR / "stages").glob("*.yaml"))
+
+
+def test_stage_chain_reads_each_previous_stage_last_checkpoint():
+    """Baseline → SpaAtn+Q → TemAtn → Ind (sec. 4.2–4.3): each stage's ``init_from`` is the
+    last checkpoint its predecessor writes, and the stages switch what the paper says."""
+    from videoreid.config import load_config
+
+    cfgs = [load_config(p) for p in STAGES]
+    assert [p.stem for p in STAGES] == ["1_baseline", "2_spaatn_q", "3_tematn", "4_ind"]
+    assert cfgs[0].model.args["init_from"] is None
+    for prev, cur in zip(cfgs, cfgs[1:], strict=False):
+        assert cur.model.args["init_from"] == (
+            f"{prev.output_dir}/checkpoints/epoch_{prev.train.epochs:04d}.pt")
+    a = [c.model.args for c in cfgs]
+    assert (a[0]["spatial"], a[0]["temporal"]) == (False, "avg")
+    assert [x["temporal"] for x in a[1:]] == ["avg", "softmax", "softmax"]
+    frozen = [[g.frozen for g in c.optim.param_groups] for c in cfgs]
+    assert frozen == [[False], [True], [True], [False]]
+    assert [s["name"] for s in cfgs[1].loss] == ["oim", "diversity"]
+
+
+@pytest.mark.slow
+def test_stage_chain_runs_end_to_end(tmp_path, monkeypatch):
+    """The four stage configs, shrunk (tiny backbone, 1 epoch of 2 iterations), run in order
+    from one working directory, each loading its predecessor's checkpoint."""
+    from videoreid.config import load_config
+    from videoreid.engine import builders
+
+    monkeypatch.chdir(tmp_path)
+    tiny_args = ["model.args.backbone=resnet_tiny", "model.args.last_stride=1", "model.args.K=2",
+                 "model.args.d=8", "model.args.embed_dim=16", "model.args.pretrained=null",
+                 "data.root=data", "data.height=64", "data.width=32", "data.P=4", "data.K=2",
+                 "data.workers=0",
+                 "data.synth={layout: mars, ids: 8, cameras: 2, preset: easy, height: 64, "
+                 "width: 32, args: {keypoints: false, tracklet_len: [6, 10]}}",
+                 "train.epochs=1", "train.iters_per_epoch=2", "train.eval_every=0",
+                 "train.checkpoint_every=1", "train.device=cpu", "train.progress=false",
+                 "eval.batch_size=16"]
+    prev = None
+    for path in STAGES:
+        extra = [] if prev is None else [f"model.args.init_from={prev}/checkpoints/epoch_0001.pt"]
+        cfg = load_config(path, [*tiny_args, *extra])
+        builders.train_from_config(cfg)
+        prev = cfg.output_dir
+        assert (tmp_path / prev / "checkpoints" / "epoch_0001.pt").is_file()
+    assert prev == "runs/stan/stages/4_ind"
+    # The CNN trained in stage 1 (weights and BN statistics) arrives unchanged through the two
+    # frozen stages.
+    def backbone(stage: str) -> dict:
+        ckpt = torch.load(tmp_path / f"runs/stan/stages/{stage}/checkpoints/epoch_0001.pt",
+                          map_location="cpu", weights_only=False)
+        return {k: v for k, v in ckpt["model"].items()
+                if k.startswith("backbone.") and "num_batches" not in k}
+    first, third = backbone("1_baseline"), backbone("3_tematn")
+    assert first.keys() == third.keys()
+    for k in first:
+        torch.testing.assert_close(third[k], first[k], msg=k)

@@ -308,21 +308,20 @@ class ClipTransform:
         out = dict(batch)
         p = out.pop("photometric", None)
         dev = x.device
-        imgs = x.to(torch.float32)
-        if p is not None and self.train:
-            p = p.to(dev, torch.float32)
-            if bool((p[:, :3] != 1.0).any()):
-                imgs = _colour_batched(imgs, p[:, 0], p[:, 1], p[:, 2])
         scale = torch.tensor(self._scale, device=dev).view(1, 1, 3, 1, 1)
         shift = torch.tensor(self._shift, device=dev).view(1, 1, 3, 1, 1)
-        imgs = imgs.mul_(scale).add_(shift)
-        if p is not None and self.train and bool((p[:, 5] > 0).any()):
-            H, W = imgs.shape[-2:]
-            ys = torch.arange(H, device=dev, dtype=torch.float32).view(1, H, 1)
-            xs = torch.arange(W, device=dev, dtype=torch.float32).view(1, 1, W)
-            top, left, h, w = (p[:, k].view(-1, 1, 1) for k in range(3, 7))
-            erase = (ys >= top) & (ys < top + h) & (xs >= left) & (xs < left + w)  # (B, H, W)
-            imgs = imgs.masked_fill_(erase[:, None, None], 0.0)
+        # the host reads the few per-clip numbers once (one small copy per batch)
+        rows = p.tolist() if p is not None and self.train else []
+        if any(r[0] != 1.0 or r[1] != 1.0 or r[2] != 1.0 for r in rows):
+            q = p.to(dev, torch.float32)
+            imgs = _colour_batched(x.to(torch.float32), q[:, 0], q[:, 1], q[:, 2])
+            imgs = imgs.mul_(scale).add_(shift)
+        else:
+            imgs = (x * scale).add_(shift)  # uint8 * float32 -> float32: one pass, then one
+        for i, r in enumerate(rows):  # erasing: a rectangle per clip, on all its frames
+            top, left, h, w = (int(v) for v in r[3:])
+            if h > 0 and w > 0:
+                imgs[i, :, :, top:top + h, left:left + w] = 0.0
         out["images"] = imgs
         return out
 

@@ -7,11 +7,17 @@ place into a per-tracklet running sum (float64, on the CPU) with a clip count. N
 holds all clips of a tracklet, let alone of the gallery; the largest buffers are one batch
 and the ``(N, D)`` sums.
 
-Aggregation is the mean over a tracklet's clips, with optional L2 normalisation as each
-paper specifies (``normalize``):
+Aggregation is the mean over a tracklet's clips weighted by each clip's number of real
+(unpadded) frames, ``frame_mask.sum()``, with optional L2 normalisation as each paper specifies
+(``normalize``). Why weighted: the last clip of ``all_consecutive(T)`` (or the only clip of a
+short tracklet) is repeat-padded; with a plain mean a clip of 1 real frame + 3 copies would
+count as much as a clip of 4 real frames, so that frame would weigh 4× the others. With the
+weights every real frame counts once per clip it appears in, and a model that averages frame
+features over the mask (temporal average pooling) gives exactly the mean over all real frames
+(CMMANet eq. 5). Batches without ``frame_mask`` weigh every clip 1.
 
-- ``"none"``: plain mean of clip embeddings (Gao & Nevatia's dense test, euclidean).
-- ``"before"``: L2-normalise every clip feature, then average.
+- ``"none"``: weighted mean of clip embeddings (Gao & Nevatia's dense test, euclidean).
+- ``"before"``: L2-normalise every clip feature, then take the weighted mean.
 - ``"after"``: average, then L2-normalise the tracklet feature.
 - ``"both"``: both (RGSA/RGTR: "each L2-normalised, averaged, re-normalised", cosine).
 """
@@ -36,9 +42,24 @@ from videoreid.engine.trainer import move_to_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NORMALIZE", "extract_features", "extract_split"]
+__all__ = ["NORMALIZE", "clip_weights", "extract_features", "extract_split"]
 
 NORMALIZE = ("none", "before", "after", "both")
+
+
+def clip_weights(batch: Mapping[str, Any]) -> torch.Tensor:
+    """Aggregation weight of each clip of a batch: its number of real frames.
+
+    Args:
+        batch: a clip batch; ``frame_mask (B, T)`` bool when present, ``images (B, T, ...)``.
+
+    Returns:
+        ``(B,)`` float64 on the CPU: ``frame_mask.sum(1)``, or ones without a mask.
+    """
+    mask = batch.get("frame_mask")
+    if mask is None:
+        return torch.ones(batch["images"].shape[0], dtype=torch.float64)
+    return mask.to("cpu").sum(1).to(torch.float64)
 
 
 def extract_features(
@@ -59,7 +80,8 @@ def extract_features(
     channels_last: bool = True,
     compile: bool = False,
 ) -> np.ndarray:
-    """One feature per tracklet: the (normalised) mean of its clip embeddings.
+    """One feature per tracklet: the (normalised) mean of its clip embeddings, each clip
+    weighted by its number of real frames (``frame_mask.sum()``; 1 without a mask).
 
     Args:
         model: ``forward(batch) -> ReIDOutput``; run in eval mode (mode restored after).
@@ -114,6 +136,7 @@ def extract_features(
             for batch in tqdm(loader, desc=desc, disable=None if progress else True,
                               dynamic_ncols=True, leave=False):
                 index = batch["tracklet_index"].long()
+                weight = clip_weights(batch)  # on the CPU batch, before any transfer
                 batch = move_to_device(batch, device)
                 out = runner(finish(batch) if finish is not None else batch)
                 emb = out.embedding.float()
@@ -122,8 +145,8 @@ def extract_features(
                 emb = emb.to("cpu", torch.float64)
                 if sums is None:
                     sums = torch.zeros(n, emb.shape[1], dtype=torch.float64)
-                sums.index_add_(0, index, emb)
-                counts.index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
+                sums.index_add_(0, index, emb * weight[:, None])
+                counts.index_add_(0, index, weight)
     finally:
         runner.close()
     if sums is None:  # no tracklets

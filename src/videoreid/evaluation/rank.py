@@ -263,6 +263,66 @@ def _stable_ranks(
     return ranks
 
 
+def _block_ranks_torch(sub: torch.Tensor, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """:func:`_block_ranks` for a torch block on any device: sort every row, then a batched
+    ``torch.searchsorted`` of each row's thresholds (padded to the row with most pairs)
+    counts the smaller elements; exact tie counts as in the numpy path. Same integers."""
+    dev = sub.device
+    nr, n = sub.shape
+    rt = torch.from_numpy(r).to(dev)
+    ct = torch.from_numpy(c).to(dev)
+    t = sub[rt, ct]
+    rows_with_pairs = torch.unique_consecutive(rt)
+    if bool(torch.isnan(sub[rows_with_pairs]).any()):
+        raise ValueError("distmat contains NaN")
+    S = torch.sort(sub, dim=1).values
+    counts = np.bincount(r, minlength=nr)
+    first = np.cumsum(counts) - counts
+    pos = torch.from_numpy(np.arange(r.shape[0]) - first[r]).to(dev)
+    V = torch.full((nr, int(counts.max())), float("inf"), dtype=sub.dtype, device=dev)
+    V[rt, pos] = t
+    left = torch.searchsorted(S, V, right=False)[rt, pos]
+    n_eq = torch.searchsorted(S, V, right=True)[rt, pos] - left
+    rank = left
+    tied = torch.nonzero(n_eq > 1).flatten()
+    step = max(1, DEFAULT_BLOCK_ELEMS // max(n, 1))
+    cols = torch.arange(n, device=dev)
+    for a in range(0, tied.shape[0], step):
+        k = tied[a:a + step]
+        eq = (sub[rt[k]] == t[k, None]) & (cols[None, :] < ct[k, None])
+        rank[k] += eq.sum(1)
+    return rank.cpu().numpy().astype(np.int64)
+
+
+def _stable_ranks_torch(
+    D: torch.Tensor,
+    rows: np.ndarray | None,
+    cols: np.ndarray | None,
+    pr: np.ndarray,
+    pc: np.ndarray,
+    block_elems: int,
+) -> np.ndarray:
+    """:func:`_stable_ranks` for a torch distance matrix, on its device, block by block."""
+    n_rows = D.shape[0] if rows is None else rows.shape[0]
+    n_cols = D.shape[1] if cols is None else cols.shape[0]
+    ranks = np.empty(pr.shape[0], dtype=np.int64)
+    if pr.shape[0] == 0:
+        return ranks
+    rows_t = None if rows is None else torch.from_numpy(rows).to(D.device)
+    cols_t = None if cols is None else torch.from_numpy(cols).to(D.device)
+    step = max(1, block_elems // max(n_cols, 1))
+    for a in range(0, n_rows, step):
+        b = min(a + step, n_rows)
+        p0, p1 = np.searchsorted(pr, [a, b])
+        if p0 == p1:
+            continue
+        sub = D[a:b] if rows_t is None else D[rows_t[a:b]]
+        if cols_t is not None:
+            sub = sub[:, cols_t]
+        ranks[p0:p1] = _block_ranks_torch(sub, pr[p0:p1] - a, pc[p0:p1])
+    return ranks
+
+
 def _ranked_same_pid(
     D: np.ndarray,
     q_pids: np.ndarray,
@@ -291,7 +351,10 @@ def _ranked_same_pid(
         qp = q_pids if rows is None else q_pids[rows]
         pr, pc = _same_label_pairs(qp, g_pids[cols])
         col_arg = None if cols.shape[0] == D.shape[1] else cols
-        rank = _stable_ranks(D, rows, col_arg, pr, pc, num_threads, block_elems)
+        if isinstance(D, torch.Tensor):
+            rank = _stable_ranks_torch(D, rows, col_arg, pr, pc, block_elems)
+        else:
+            rank = _stable_ranks(D, rows, col_arg, pr, pc, num_threads, block_elems)
         out_q.append(pr if rows is None else rows[pr])
         out_g.append(cols[pc])
         out_r.append(rank)
@@ -418,6 +481,7 @@ def evaluate(
     q_gallery_index: Sequence[int] | np.ndarray | None = None,
     num_threads: int | None = None,
     block_elems: int = DEFAULT_BLOCK_ELEMS,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """CMC, mAP and mINP of a ranking under a named protocol (see the module docstring).
 
@@ -433,6 +497,10 @@ def evaluate(
             only used by the per-camera table's same-camera cells.
         num_threads: threads for sorting row blocks (default ``torch.get_num_threads()``).
         block_elems: distance-matrix elements sorted at once per thread (bounds memory).
+        backend: ``"numpy"`` (host), ``"torch"`` (ranks computed with torch on the tensor's
+            device, block by block: a CUDA distance matrix never leaves the GPU) or
+            ``"auto"``: torch for a tensor on a non-CPU device, numpy otherwise. Both give
+            the same integers, hence identical metrics.
 
     Returns:
         dict with ``cmc`` ``(max_rank,)`` float64, ``mAP``, ``mINP`` (floats in [0, 1]),
@@ -444,7 +512,18 @@ def evaluate(
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
     rule = _RULES[protocol]
-    D = _as_matrix(distmat)
+    if backend not in ("auto", "numpy", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+    use_torch = backend == "torch" or (backend == "auto" and isinstance(distmat, torch.Tensor)
+                                       and distmat.device.type != "cpu")
+    if use_torch:
+        D = torch.as_tensor(distmat).detach()
+        if D.ndim != 2:
+            raise ValueError(f"distmat must be a 2-D (Nq, Ng) matrix, got shape {tuple(D.shape)}")
+        if D.dtype not in (torch.float32, torch.float64):
+            D = D.double()
+    else:
+        D = _as_matrix(distmat)
     nq, ng = D.shape
     q_pids = _as_labels(q_pids, "q_pids", nq)
     q_camids = _as_labels(q_camids, "q_camids", nq)

@@ -25,7 +25,13 @@ Final distance: ``jaccard·(1 − λ) + (d²/max)·λ`` for query rows × galler
 original. The dense top-k pass and the scatter-add run in torch; the small integer
 bookkeeping of steps 2–4 (a few hundred thousand entries at MARS size) runs in numpy, which
 is several times faster than torch's CPU kernels for such short irregular operations and
-does not spin up intra-op threads. Ties between distances (absent from real-valued
+does not spin up intra-op threads.
+
+Device. Torch inputs stay on their device (CUDA for a large gallery): the distance blocks,
+the top-k pass, the pair distances and the ``(Nq, Ng)`` accumulation run there; only the
+neighbour lists and the sparse ``V`` bookkeeping (``O(N·k)`` integers) visit the host. The
+integer work is the same on every device, so results agree up to float32 summation order
+(tests: CPU tensors against numpy inputs). Ties between distances (absent from real-valued
 features) may order neighbours differently from numpy's argsort; the test reference uses
 tie-free inputs. Memory beyond inputs and output: ``block_size × N`` distances, one
 transposed copy of ``q_g`` (dense input), and the sparse ``V``.
@@ -44,10 +50,15 @@ _JACCARD_CHUNK = 1 << 22
 
 
 def _to_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    """float32 tensor on the input's device (numpy: CPU)."""
     t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
-    return t.detach().to("cpu", torch.float32)
+    return t.detach().to(torch.float32)
+
+
+def _on(dev: torch.device, a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).to(dev)
 
 
 class _DenseRows:
@@ -58,6 +69,7 @@ class _DenseRows:
     def __init__(self, q_g: torch.Tensor, q_q: torch.Tensor, g_g: torch.Tensor) -> None:
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
         self.g_q = q_g.t().contiguous()  # rows of the gallery items, query columns
+        self.device = q_g.device
         self.nq, self.ng = q_g.shape
         self.n = self.nq + self.ng
 
@@ -77,7 +89,7 @@ class _DenseRows:
         out = np.empty(r.shape[0], dtype=np.float32)
         for part, off in self.parts(a, b):
             m = (c >= off) & (c < off + part.shape[1])
-            out[m] = part.numpy()[r[m], c[m] - off]
+            out[m] = part[_on(self.device, r[m]), _on(self.device, c[m] - off)].cpu().numpy()
         return out
 
 
@@ -87,6 +99,7 @@ class _FeatureRows:
 
     def __init__(self, qf: torch.Tensor, gf: torch.Tensor, metric: Metric) -> None:
         self.f = torch.cat([qf, gf], dim=0)
+        self.device = self.f.device
         self.metric = metric
         self.squared = metric == "euclidean"
         self.nq, self.ng = qf.shape[0], gf.shape[0]
@@ -101,13 +114,12 @@ class _FeatureRows:
 
     def pair_dist(self, a: int, b: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Distances of pairs (a + r, c), computed from the two features directly."""
-        i, j = torch.from_numpy(a + r), torch.from_numpy(c)
-        fi, fj = self.f[i], self.f[j]
+        fi, fj = self.f[_on(self.device, a + r)], self.f[_on(self.device, c)]
         if self.metric == "cosine":
             fi = torch.nn.functional.normalize(fi, dim=1)
             fj = torch.nn.functional.normalize(fj, dim=1)
-            return (1.0 - (fi * fj).sum(1)).clamp_(min=0).numpy()
-        return (fi - fj).norm(dim=1).numpy()
+            return (1.0 - (fi * fj).sum(1)).clamp_(min=0).cpu().numpy()
+        return (fi - fj).norm(dim=1).cpu().numpy()
 
 
 def _blocks(nq: int, n: int, block_size: int) -> list[tuple[int, int]]:
@@ -247,7 +259,7 @@ def _jaccard_into(out: torch.Tensor, rows, cols, vals, nq: int, n: int) -> None:
         idx = np.arange(owner.shape[0]) + (col_ptr[q_cols[start:stop]] - first)[owner]
         target = q_rows[start:stop][owner] * ng + g_rows[idx]
         mins = np.minimum(q_vals[start:stop][owner], g_vals[idx])
-        flat.index_add_(0, torch.from_numpy(target), torch.from_numpy(mins))
+        flat.index_add_(0, _on(out.device, target), _on(out.device, mins))
         start = stop
 
 
@@ -259,13 +271,13 @@ def _rerank(src, k1: int, k2: int, lambda_value: float, block_size: int) -> torc
         raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value}")
     n, nq, ng = src.n, src.nq, src.ng
     k = min(max(k1 + 1, k2), n)
-    initial_rank, rowmax = _neighbours(src, k, block_size)
+    initial_rank, rowmax = _neighbours(src, k, block_size)  # on the host: small
     initial_rank, rowmax = initial_rank.numpy(), rowmax.numpy()
     rows, cols, vals = _build_v(src, initial_rank, rowmax, k1, block_size)
     if k2 != 1:
         rows, cols, vals = _query_expansion(rows, cols, vals, initial_rank, min(k2, k), n, block_size)
     del initial_rank
-    out = torch.zeros(nq, ng, dtype=torch.float32)
+    out = torch.zeros(nq, ng, dtype=torch.float32, device=src.device)
     _jaccard_into(out, rows, cols, vals, nq, n)
     # jaccard·(1−λ) + λ·d²/rowmax, block by block to keep temporaries small
     for a in range(0, nq, block_size):
@@ -275,7 +287,7 @@ def _rerank(src, k1: int, k2: int, lambda_value: float, block_size: int) -> torc
         den = o.neg().add_(2.0)
         o.neg_().add_(1.0).mul_(2.0 * (1.0 - lambda_value)).div_(den)
         if lambda_value:
-            o.addcmul_(src.query_gallery_sq(a, b), torch.from_numpy(lambda_value / rowmax[a:b, None]))
+            o.addcmul_(src.query_gallery_sq(a, b), _on(o.device, lambda_value / rowmax[a:b, None]))
     return out
 
 
@@ -298,7 +310,8 @@ def re_ranking(
         block_size: rows of the all-items matrix held at once (memory ≈ block_size × N).
 
     Returns:
-        ``(Nq, Ng)`` float32 re-ranked distances, numpy if ``q_g`` was numpy.
+        ``(Nq, Ng)`` float32 re-ranked distances, numpy if ``q_g`` was numpy, else a tensor
+        on the inputs' device (the dense passes run there; see the module docstring).
     """
     as_numpy = isinstance(q_g, np.ndarray)
     qg, qq, gg = _to_tensor(q_g, "q_g"), _to_tensor(q_q, "q_q"), _to_tensor(g_g, "g_g")
@@ -332,7 +345,8 @@ def re_ranking_features(
         metric: ``"euclidean"`` or ``"cosine"`` base distance.
 
     Returns:
-        ``(Nq, Ng)`` float32 re-ranked distances, numpy if ``qf`` was numpy.
+        ``(Nq, Ng)`` float32 re-ranked distances, numpy if ``qf`` was numpy, else a tensor
+        on the features' device.
     """
     as_numpy = isinstance(qf, np.ndarray)
     q, g = _to_tensor(qf, "qf"), _to_tensor(gf, "gf")

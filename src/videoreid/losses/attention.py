@@ -14,12 +14,20 @@ Diversity (STAN, Li et al. 2018, sec. 3.3; CMMANet eq. 7–8):
       distributions. Disjoint maps give 0, K identical one-hot maps give ``K(K−1)``.
     - ``"q_prime"``: ``Q' = ‖A Aᵀ − I‖²_F`` (STAN eq. 10, from Lin et al. 2017), which also
       pulls each map towards a single position.
+    - ``"bhattacharyya"``: CMMANet eq. 7 as printed, ``Σ_j Σ_{k≠j} (1 − D²(a_j, a_k))`` with
+      ``D`` the Hellinger distance (eq. 6), i.e. the sum of the *unsquared* off-diagonal
+      Bhattacharyya coefficients ``(√A √Aᵀ)_{jk}``. CMMANet's eq. 8 states it equals
+      ``‖√A √Aᵀ − I‖²_F``, which sums their squares instead (the two agree only at 0 and 1);
+      ``"hellinger"`` follows eq. 8 (and STAN), this variant follows eq. 7.
     The square root is taken of ``A`` clamped at 1e-12 so its gradient stays finite at 0.
 
 Concentration (CMMANet, Hu et al., eq. 9–10): the positions of each map are split into K
 horizontal stripes; ``Â_{k,l}`` = mass of map ``k`` in stripe ``l``; loss
-``tr(−log Â) = −Σ_k log Â_{k,k}`` with ``Â`` clamped at ``eps`` (default 1e-8) for the log.
-It is 0 exactly when every submodule's mass lies in its own stripe. Stripes (a choice; eq. 9
+``tr(−log Â) = −Σ_k log(Â_{k,k} + eps)`` (``eps`` default 1e-8). Adding ``eps`` rather than
+clamping at it keeps the gradient ``−1/(Â_kk + eps)`` alive even for a submodule whose mass
+has left its stripe entirely (a clamp would give it exactly zero gradient, so it could never
+come back). It is 0 (up to ``eps``) exactly when every submodule's mass lies in its own
+stripe. Stripes (a choice; eq. 9
 assumes ``K`` divides ``h·w``): with 2-D maps and ``H ≥ K`` the stripes are groups of whole
 rows, ``H`` rows split as evenly as possible (the first ``H mod K`` stripes get one extra
 row) — identical to eq. 9's contiguous segments of length ``h·w/K`` whenever ``K`` divides
@@ -34,7 +42,7 @@ from torch import Tensor, nn
 
 from videoreid.models.output import ReIDOutput
 
-VARIANTS: tuple[str, ...] = ("hellinger", "q_prime")
+VARIANTS: tuple[str, ...] = ("hellinger", "q_prime", "bhattacharyya")
 
 
 def attention_maps(out: ReIDOutput, key: str, spatial_dims: int, term: str) -> Tensor:
@@ -95,7 +103,8 @@ class DiversityLoss(nn.Module):
     Args:
         key: name in ``out.attention`` of the maps ``(..., K, *spatial)``.
         weight: factor in the objective's total.
-        variant: ``"hellinger"`` or ``"q_prime"``.
+        variant: ``"hellinger"`` (eq. 9 / CMMANet eq. 8), ``"q_prime"`` (STAN eq. 10) or
+            ``"bhattacharyya"`` (CMMANet eq. 7 as printed, unsquared overlaps).
         spatial_dims: how many trailing dims are positions (2 for ``(H, W)``).
     """
 
@@ -116,11 +125,14 @@ class DiversityLoss(nn.Module):
     def forward(self, out: ReIDOutput, batch: dict[str, Tensor]) -> Tensor:
         maps = attention_maps(out, self.key, self.spatial_dims, self.kind).float()
         a = maps.flatten(-self.spatial_dims)  # (..., K, L)
-        if self.variant == "hellinger":
+        if self.variant in ("hellinger", "bhattacharyya"):
             a = a.clamp_min(1e-12).sqrt()
         gram = a @ a.transpose(-1, -2)  # (..., K, K)
         eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
-        q = (gram - eye).pow(2).sum((-2, -1))
+        if self.variant == "bhattacharyya":  # Σ_{j≠k} (1 − D²) = Σ_{j≠k} BC_jk (eq. 7)
+            q = (gram * (1 - eye)).sum((-2, -1))
+        else:
+            q = (gram - eye).pow(2).sum((-2, -1))
         return mean_over_images(q, batch)
 
 
@@ -131,7 +143,8 @@ class ConcentrationLoss(nn.Module):
         key: name in ``out.attention`` of the maps ``(..., K, *spatial)``.
         weight: factor in the objective's total.
         spatial_dims: how many trailing dims are positions (2 for ``(H, W)``).
-        eps: lower clamp of ``Â`` before the log.
+        eps: added to ``Â_kk`` inside the log (keeps the value finite and the gradient
+            non-zero when a stripe holds no mass).
     """
 
     kind = "concentration"
@@ -151,5 +164,5 @@ class ConcentrationLoss(nn.Module):
         k = maps.shape[-self.spatial_dims - 1]
         assign = stripe_assignment(tuple(maps.shape[-self.spatial_dims :]), k, maps.device)
         a_hat = maps.flatten(-self.spatial_dims) @ assign.to(maps.dtype)  # (..., K, K)
-        diag = a_hat.diagonal(dim1=-2, dim2=-1).clamp_min(self.eps)
-        return mean_over_images(-diag.log().sum(-1), batch)
+        diag = a_hat.diagonal(dim1=-2, dim2=-1)
+        return mean_over_images(-(diag + self.eps).log().sum(-1), batch)

@@ -9,9 +9,11 @@ Adaptive weighted triplet (Ristani & Tomasi 2018; RGSA/RGTR paper eq. 12–14): 
 ``a``, positives get weights ``softmax(D(a, p))`` over its positives (hard = far positives
 weigh more), negatives ``softmax(-D(a, n))`` over its negatives, and the loss is
 ``softplus(Σ w_p D(a,p) − Σ w_n D(a,n))`` averaged over anchors. Choices: eq. 12 writes the
-positive set as ``{i | y_i = y}``, which includes the anchor at distance 0; we exclude it (as
-the hard-mining loss does) since it would only shrink the positive term by a constant share.
-The weights are not detached (the equations have no stop-gradient).
+positive set as ``{i | y_i = y}``, which includes the anchor at distance 0; by default we
+exclude it (as the hard-mining loss does), since it only shrinks the positive term by the
+anchor's share ``1/Σ_p e^{D(a,p)}``; ``anchor_in_positives=True`` keeps it (the literal
+reading; an anchor is then valid whenever it has a negative). The weights are not detached
+(the equations have no stop-gradient), so the loss also moves the weights themselves.
 """
 
 from __future__ import annotations
@@ -88,18 +90,25 @@ class AdaptiveWeightedTripletLoss(nn.Module):
 
     Args:
         weight: factor in the objective's total.
+        anchor_in_positives: count the anchor itself (at distance 0) among its positives, as
+            eq. 12's ``{i | y_i = y}`` reads literally.
     """
 
     kind = "adaptive_triplet"
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, anchor_in_positives: bool = False) -> None:
         super().__init__()
         self.name = self.kind
         self.weight = float(weight)
+        self.anchor_in_positives = bool(anchor_in_positives)
 
     def forward(self, out: ReIDOutput, batch: dict[str, Tensor]) -> Tensor:
         dist = pairwise_distance(out.metric_feature)
         pos, neg = label_masks(batch["pids"])
+        if self.anchor_in_positives:
+            pos = pos | torch.eye(len(pos), dtype=torch.bool, device=pos.device)
+            # D(a, a) is exactly 0 (pairwise_distance gives √1e-12 on the diagonal).
+            dist = dist.masked_fill(torch.eye(len(pos), dtype=torch.bool, device=dist.device), 0.0)
         valid = pos.any(1) & neg.any(1)
         # Rows without positives/negatives get dummy logits so softmax stays finite.
         pos_logits = dist.masked_fill(~pos, float("-inf")).masked_fill(~valid[:, None], 0.0)

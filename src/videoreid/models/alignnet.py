@@ -31,7 +31,7 @@ AlignNet + TAP = ``parts=True, temporal="tap"``.
 
 ``ReIDOutput.attention``: ``"parts"`` ``(B, T, 3, h, w)`` (``r̄``), ``"tap/appearance"`` and
 ``"tap/parts"`` ``(B, T)`` (the sigmoid weights in (0, 1); 0 on padded frames) when TAP is
-used.
+used; with ``separate_part_tap`` ``"tap/parts/upper"``, ``".../middle"``, ``".../lower"``.
 
 Decisions where the paper is ambiguous:
 
@@ -250,6 +250,9 @@ class AlignNet(nn.Module):
         temporal: ``"tap"`` or ``"avg"``.
         tap_hidden: width of TAP's convs.
         tap_pooling: ``"weighted_mean"`` or ``"sum"`` (eq. 7 as printed).
+        separate_part_tap: one TAP per composite part, each on ``f_a ⊙ r̄_r`` weighting its
+            own block (sec. 3.3's "separate TAP nets for each component"); ``False`` (the
+            paper's choice): one TAP on ``f_a ⊙ r̄_u`` whose weights serve all three parts.
         part_pool: ``"sum"`` or ``"avg"`` (eq. 5 as printed).
         paf_mode: ``"abs"`` (PAF magnitudes, default) or ``"signed"`` (eq. 2 literally).
         part_scale: factor on the composite maps before the softmax of eq. 3.
@@ -278,6 +281,7 @@ class AlignNet(nn.Module):
         temporal: str = "tap",
         tap_hidden: int = 256,
         tap_pooling: str = "weighted_mean",
+        separate_part_tap: bool = False,
         part_pool: str = "sum",
         paf_mode: str = "abs",
         part_scale: float = 1.0,
@@ -322,8 +326,12 @@ class AlignNet(nn.Module):
         else:
             self.register_buffer("part_log_scale", torch.tensor(log_scale), persistent=False)
         self.tap_appearance = TemporalAttentionPooling(c, tap_hidden) if temporal == "tap" else None
-        self.tap_parts = (TemporalAttentionPooling(c, tap_hidden)
-                          if temporal == "tap" and parts else None)
+        self.separate_part_tap = bool(separate_part_tap)
+        self.tap_parts: nn.Module | None = None
+        if temporal == "tap" and parts:
+            self.tap_parts = (nn.ModuleList(TemporalAttentionPooling(c, tap_hidden)
+                                            for _ in PART_NAMES)
+                              if separate_part_tap else TemporalAttentionPooling(c, tap_hidden))
         self.backbone_dim = c
         self.feat_dim = c * (1 + len(PART_NAMES)) if parts else c
         self.bnneck = BNNeck(self.feat_dim, num_classes) if bnneck else None
@@ -412,14 +420,22 @@ class AlignNet(nn.Module):
             if mask is not None:
                 w_app = w_app * mask.to(w_app.dtype)
             attention["tap/appearance"] = w_app
+        w_parts: list[Tensor | None] = [None] * (len(blocks) - 1)
         if self.tap_parts is not None:
-            fau = fa * rbar[:, :1]  # f_{a,u} = f_a ⊙ r̄_u, eq. 4
-            w_part = unfold_time(_on_real(self.tap_parts, fau, keep), b)
-            if mask is not None:
-                w_part = w_part * mask.to(w_part.dtype)
-            attention["tap/parts"] = w_part
+            # f_{a,r} = f_a ⊙ r̄_r (eq. 4); shared TAP: r = u only, its weights for every part
+            taps = list(self.tap_parts) if self.separate_part_tap else [self.tap_parts]
+            for i, tap in enumerate(taps):
+                w_part = unfold_time(_on_real(tap, fa * rbar[:, i:i + 1], keep), b)
+                if mask is not None:
+                    w_part = w_part * mask.to(w_part.dtype)
+                w_parts[i] = w_part
+                key = f"tap/parts/{PART_NAMES[i]}" if self.separate_part_tap else "tap/parts"
+                attention[key] = w_part
+            if not self.separate_part_tap:
+                w_parts = [w_parts[0]] * len(w_parts)
         pooled = [self._temporal_pool(unfold_time(blocks[0], b), w_app, mask)]
-        pooled += [self._temporal_pool(unfold_time(x, b), w_part, mask) for x in blocks[1:]]
+        pooled += [self._temporal_pool(unfold_time(x, b), w, mask)
+                   for x, w in zip(blocks[1:], w_parts, strict=True)]
         video = torch.cat(pooled, dim=1)  # eq. 6-7
         if self.bnneck is not None:
             embedding, logits = self.bnneck(video)

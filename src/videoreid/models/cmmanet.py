@@ -52,6 +52,12 @@ Decisions (paper section / equation in brackets):
   CE + triplet), ``mams=("layer4",)`` "Single MAM" (MAM behind the last layer only; its map is
   ``"spatial/mam2"``), ``mams=("layer3", "layer4")`` "Multi-MAM". "+Loss_con" is the loss list.
 * ``last_stride=2`` gives the paper's ``8 × 4`` layer4 map at ``256 × 128``.
+* **Readings in the losses and configs** (the table in docs/methods/cmmanet.md): eq. 8's
+  squared overlaps for the diversity loss (``variant: hellinger``; eq. 7's unsquared sum is
+  ``variant: bhattacharyya``); ``tr(−log(Â + ε))`` for eq. 10 (``eps`` of the concentration
+  spec; the gradient never vanishes); loss weights 1; RIS with ``g ∈ {1..4}``
+  (``max_interval``) and every valid start (``paper_start=True`` for the literal range);
+  test-time clips weighted by their real frames, which makes the dense test exactly eq. 5.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ Outputs (:class:`ReIDOutput`): ``embedding`` = ``metric_feature`` = the FC outpu
 (zeros on padded frames); ``attention["temporal/app"]``, ``["temporal/flow"]`` ``(B, T)`` when
 the aggregation has frame weights.
 
-Decisions where the paper is silent or ambiguous:
+Decisions where the paper is silent or ambiguous (the same table, with the paper's words, is
+in docs/methods/man.md; each names the switch for the other reading):
 
 * **Stage l.** The paper's "layers 2–5" (table 1) are ResNet-50's conv2_x..conv5_x, i.e. our
   ``layer1``..``layer4``; its best, "layer 4", is conv4_x = our ``layer3``, the default
@@ -31,10 +32,12 @@ Decisions where the paper is silent or ambiguous:
   table 2's "No Attention (Two Stream)".
 * **Range of M.** Both ζ end with a ReLU (sec. 3), so ``ρ ≥ 0`` and ``M ∈ [0.5, 1)``: the
   attention can at most halve a location, and it is 0.5 wherever either stream's response is
-  non-positive. This is implemented as written.
+  non-positive. This is implemented as written; ``zeta_relu=False`` drops the ReLUs
+  (``M ∈ (0, 1)``).
 * **Weighted feature addition (eq. 6–8).** The reference ``φ^max`` is the element-wise maximum
   over the (real) frames of the pooled features (sec. 3: "a max operation in the temporal
-  domain"). ``ε`` is the tiny embedding of sec. 4: a two-layer MLP with 2048 units per layer
+  domain"); ``reference="joint_argmax"`` reads "the one that has maximum activation in both
+  image and flow stream" as one frame shared by both streams (:func:`joint_argmax_reference`). ``ε`` is the tiny embedding of sec. 4: a two-layer MLP with 2048 units per layer
   (``Linear(C, 2048) → ReLU → Linear(2048, 2048)``, ``embed_hidden``). The paper writes one
   ``ε`` for both streams, so by default the two streams share it (``share_embedding``).
   ``w_n = exp(cos(ε(φ^n), ε(φ^max)))`` (eq. 6, 7). Eq. 8 sums ``w_n φ^n`` without
@@ -50,6 +53,10 @@ Decisions where the paper is silent or ambiguous:
 * **Flow size.** Flow maps of another size than the frames (a flow cache at a fraction of the
   frame size) are resized to the frame size, displacements rescaled with them, so that both
   streams meet at stage ``l`` with the same grid.
+* **Clip length.** Sec. 4 trains on 4 frames; table 3's best row (80.0 / 86.6, the number of
+  tables 2 and 4) uses 16. ``configs/man/mars.yaml`` is 4 / 4 (table 3: 77.7 / 85.4); the
+  16-frame readings are ``configs/man/ablation/table3_mars/15_mutual_wa_t16.yaml`` and
+  ``16_mutual_wa_train4_test16.yaml``.
 * **Padded frames** (``frame_mask`` false) skip both backbones, as in the baseline.
 """
 
@@ -75,6 +82,8 @@ __all__ = [
     "MutualAttentionNetwork",
     "build_man",
     "build_temporal_aggregation",
+    "joint_argmax_reference",
+    "REFERENCES",
     "check_stage",
     "resize_flow",
     "scatter_frames",
@@ -91,6 +100,7 @@ PAPER_LAYER_NAMES: dict[str, str] = {
 }
 
 TEMPORAL_AGGREGATIONS: tuple[str, ...] = ("weighted", *AGGREGATIONS)
+REFERENCES: tuple[str, ...] = ("max", "joint_argmax")
 
 
 def check_stage(stage: str | None) -> str | None:
@@ -124,21 +134,27 @@ class MutualAttention(nn.Module):
 
     Args:
         app_channels, flow_channels: ``C`` of the two streams at stage ``l``.
+        zeta_relu: the ReLU ending each ζ (sec. 3: "1x1 convolution with Relu"); ``False``
+            drops it, so ``ρ`` takes any sign and ``M ∈ (0, 1)``.
 
     ``forward(phi (N, C, h, w), f (N, C', h, w)) -> (phi ⊙ M, f ⊙ M, M (N, 1, h, w))``.
     """
 
-    def __init__(self, app_channels: int, flow_channels: int) -> None:
+    def __init__(self, app_channels: int, flow_channels: int, zeta_relu: bool = True) -> None:
         super().__init__()
         self.zeta_app = nn.Conv2d(app_channels, 1, kernel_size=1)
         self.zeta_flow = nn.Conv2d(flow_channels, 1, kernel_size=1)
+        self.zeta_relu = bool(zeta_relu)
 
     def attention_map(self, phi: Tensor, f: Tensor) -> Tensor:
-        """``M`` ``(N, 1, h, w)`` in ``[0.5, 1)`` (both ζ end with a ReLU, so ``ρ ≥ 0``)."""
+        """``M`` ``(N, 1, h, w)``: in ``[0.5, 1)`` with the ζ ReLUs (``ρ ≥ 0``), else ``(0, 1)``."""
         if phi.shape[-2:] != f.shape[-2:] or phi.shape[0] != f.shape[0]:
             raise ValueError(f"mutual attention needs both streams on one grid, got "
                              f"{tuple(phi.shape)} and {tuple(f.shape)}")
-        rho = F.relu(self.zeta_app(phi)) * F.relu(self.zeta_flow(f))  # eq. 3
+        za, zf = self.zeta_app(phi), self.zeta_flow(f)
+        if self.zeta_relu:
+            za, zf = F.relu(za), F.relu(zf)
+        rho = za * zf  # eq. 3
         return torch.sigmoid(rho)  # eq. 4
 
     def forward(self, phi: Tensor, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -162,8 +178,9 @@ class WeightedFeatureAddition(nn.Module):
             eq. 8 as printed.
         embedding: an ``ε`` module ``(…, C) → (…, D)`` to use (e.g. shared between streams).
 
-    ``forward(feat (B, T, C[, h, w]), mask (B, T) | None) -> (pooled (B, C), weights (B, T))``;
-    padded frames take no part in ``φ^max`` and get weight 0.
+    ``forward(feat (B, T, C[, h, w]), mask (B, T) | None, reference (B, C) | None) ->
+    (pooled (B, C), weights (B, T))``; padded frames take no part in ``φ^max`` and get
+    weight 0.
     """
 
     def __init__(self, in_channels: int, hidden: int = 2048, normalize: bool = True,
@@ -173,14 +190,19 @@ class WeightedFeatureAddition(nn.Module):
         self.normalize = bool(normalize)
         self.embedding = embedding if embedding is not None else make_embedding(in_channels, hidden)
 
-    def raw_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def raw_weights(self, x: Tensor, mask: Tensor | None = None,
+                    reference: Tensor | None = None) -> Tensor:
         """``w_n = exp(cos(ε(x_n), ε(x_max)))`` ``(B, T)`` (eq. 6/7); 0 on padded frames.
 
         Args:
             x: ``(B, T, C)`` frame vectors.
             mask: ``(B, T)`` bool or ``None``.
+            reference: ``(B, C)`` reference feature to use instead of the element-wise
+                temporal maximum of ``x`` over real frames (the joint arg-max frame).
         """
-        if mask is None:
+        if reference is not None:
+            ref = reference
+        elif mask is None:
             ref = x.amax(dim=1)
         else:
             ref = x.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
@@ -189,9 +211,10 @@ class WeightedFeatureAddition(nn.Module):
         w = torch.exp(F.cosine_similarity(e, e_ref[:, None], dim=-1, eps=1e-8))
         return w if mask is None else w * mask.to(w.dtype)
 
-    def forward(self, feat: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, feat: Tensor, mask: Tensor | None = None,
+                reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = frame_vectors(feat)
-        w = self.raw_weights(x, mask)
+        w = self.raw_weights(x, mask, reference)
         if self.normalize:
             w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
         return (x * w[..., None]).sum(dim=1), w  # eq. 8
@@ -222,6 +245,31 @@ def build_temporal_aggregation(
     raise ValueError(f"unknown temporal aggregation {name!r}; valid: {list(TEMPORAL_AGGREGATIONS)}")
 
 
+def joint_argmax_reference(
+    x_app: Tensor, x_flow: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """One reference frame for both streams: the real frame with the largest total activation.
+
+    The frame ``t* = argmax_t (mean_c φ_t + mean_c f_t)`` (channel means, so both streams
+    count alike whatever their widths; the pooled features are non-negative after the
+    last ReLU), and the references are ``φ_{t*}``, ``f_{t*}`` — the other reading of sec.
+    3's "the one that has maximum activation in both image and flow stream".
+
+    Args:
+        x_app, x_flow: ``(B, T, C)`` pooled frame features of the two streams.
+        mask: ``(B, T)`` bool or ``None``; padded frames are never chosen.
+
+    Returns:
+        ``(ref_app (B, C), ref_flow (B, C))``.
+    """
+    score = x_app.mean(-1) + x_flow.mean(-1)  # (B, T)
+    if mask is not None:
+        score = score.masked_fill(~mask, float("-inf"))
+    t = score.argmax(dim=1)
+    rows = torch.arange(x_app.shape[0], device=x_app.device)
+    return x_app[rows, t], x_flow[rows, t]
+
+
 def scatter_frames(values: Tensor, keep: Tensor | None) -> Tensor:
     """Put per-real-frame values back at their ``(B·T)`` positions, zeros elsewhere."""
     if keep is None:
@@ -241,6 +289,10 @@ class MutualAttentionNetwork(nn.Module):
         num_classes: training identities (0: no classifier).
         stage: stage after which mutual attention is applied, or ``None`` for none.
         bnneck: BNNeck head instead of the plain classifier.
+        reference: weighted addition's reference: ``"max"`` (element-wise temporal max per
+            stream) or ``"joint_argmax"`` (one frame for both streams, see
+            :func:`joint_argmax_reference`).
+        zeta_relu: the ReLU ending each ζ of the mutual attention.
 
     ``forward(batch)`` reads ``images (B, T, 3, H, W)``, ``flow (B, T, 2, H', W')`` and optional
     ``frame_mask (B, T)``.
@@ -257,16 +309,21 @@ class MutualAttentionNetwork(nn.Module):
         num_classes: int,
         stage: str | None = "layer3",
         bnneck: bool = False,
+        reference: str = "max",
+        zeta_relu: bool = True,
     ) -> None:
         super().__init__()
         stage = check_stage(stage)
+        if reference not in REFERENCES:
+            raise ValueError(f"unknown reference {reference!r}; valid: {list(REFERENCES)}")
+        self.reference = reference
         if getattr(flow, "in_chans", 2) != 2:
             raise ValueError(f"the flow stream needs 2 input channels, got {flow.in_chans}")
         self.app, self.flow = app, flow
         self.stage = stage
         if stage is not None:
             self.mutual = MutualAttention(app.feature_info[stage].channels,
-                                          flow.feature_info[stage].channels)
+                                          flow.feature_info[stage].channels, zeta_relu)
         else:
             self.mutual = None
         self.agg_app, self.agg_flow = agg_app, agg_flow
@@ -322,8 +379,13 @@ class MutualAttentionNetwork(nn.Module):
                            "'flow' to data.modalities")
         mask = batch.get("frame_mask")
         phi, f, m = self.frame_features(batch["images"], batch["flow"], mask)
-        pooled_app, w_app = self.agg_app(phi, mask)
-        pooled_flow, w_flow = self.agg_flow(f, mask)
+        if self.reference == "joint_argmax" and isinstance(self.agg_app, WeightedFeatureAddition):
+            ref_app, ref_flow = joint_argmax_reference(frame_vectors(phi), frame_vectors(f), mask)
+            pooled_app, w_app = self.agg_app(phi, mask, ref_app)
+            pooled_flow, w_flow = self.agg_flow(f, mask, ref_flow)
+        else:
+            pooled_app, w_app = self.agg_app(phi, mask)
+            pooled_flow, w_flow = self.agg_flow(f, mask)
         feat = self.fc(torch.cat([pooled_app, pooled_flow], dim=1))
         if self.bnneck is not None:
             embedding, logits = self.bnneck(feat)
@@ -358,6 +420,8 @@ def build_man(
     attention_normalize: str = "softmax",
     rnn_hidden: int = 512,
     channels_last: bool = False,
+    reference: str = "max",
+    zeta_relu: bool = True,
 ) -> MutualAttentionNetwork:
     """Mutual Attention Network (config name ``man``).
 
@@ -377,6 +441,9 @@ def build_man(
         image_size: ``(H, W)`` of the frames (TA's kernel size).
         attention_hidden, attention_normalize: TA settings; rnn_hidden: RNN size.
         channels_last: channels-last backbones.
+        reference: weighted addition's reference: ``"max"`` (element-wise temporal max, the
+            default) or ``"joint_argmax"`` (one frame for both streams).
+        zeta_relu: keep the ReLU at the end of each ζ (eq. 3, sec. 3).
     """
     stage = check_stage(stage)
     if aggregation not in TEMPORAL_AGGREGATIONS:
@@ -393,4 +460,4 @@ def build_man(
     agg_app = build_temporal_aggregation(aggregation, channels, **agg_kw)
     agg_flow = build_temporal_aggregation(aggregation, channels, **agg_kw)
     return MutualAttentionNetwork(app, flow, agg_app, agg_flow, num_classes, stage=stage,
-                                  bnneck=bnneck)
+                                  bnneck=bnneck, reference=reference, zeta_relu=zeta_relu)

@@ -67,7 +67,10 @@ Choices where the paper is silent (each is a constructor option where it matters
   features is the scaled inner product of the same embeddings, ``r_ij = θ(X_i)·φ(X_j)/√(C/r1)``,
   a scalar, so ``r̃_i ∈ R^N`` and ``W_A ∈ R^{C×(C+N)}``. Embedding first keeps the comparison
   with the relation module about the relation *function* only; the raw 2048-d inner product
-  would also swamp ``X_i`` in ``W_A``'s input by orders of magnitude.
+  would also swamp ``X_i`` in ``W_A``'s input by orders of magnitude. The other reading, the
+  plain inner product of the features themselves with no embedding and no scale,
+  ``r_ij = X_i·X_j``, is ``relation="raw_inner_product"`` (:class:`RawInnerProductRelation`;
+  no parameters of its own, and the BN after ``W_A`` / ``W_R`` absorbs its scale).
 * ``rgsa=False`` / ``rgtr=False`` replace the module by spatial / temporal average pooling
   (the "Baseline" rows of table 1).
 * Padded frames (``frame_mask`` false; repeat-padded copies of real frames) still pass through
@@ -75,6 +78,11 @@ Choices where the paper is silent (each is a constructor option where it matters
   one of the ``T`` frames and a copy keeps that slot on-distribution; they are excluded from the
   temporal mean (eq. 10) via :func:`masked_mean`. ``frame_logits`` covers all ``T`` frames.
 * Batch statistics of every BN here include padded frames, as the backbone's do.
+* Eq. 6 is computed as ``Σ_i softmax_i(log σ(z_i)) X_i``, which equals ``Σ a_i X_i / Σ a_i``
+  exactly and stays finite when every ``a_i`` of a channel underflows (no clamp).
+* The loss-side readings (adaptive triplet, :mod:`videoreid.losses.triplet`): the anchor is
+  not its own positive (``anchor_in_positives=True`` for eq. 12's literal set), euclidean
+  distances, weights not detached. All readings with their switches: docs/methods/rgsa_rgtr.md.
 
 Exposed for visualisation (``ReIDOutput.attention``):
 
@@ -97,8 +105,15 @@ from videoreid.models.backbones.base import Backbone
 from videoreid.models.backbones.resnet import build_backbone
 from videoreid.models.layers import fold_time, masked_mean, unfold_time
 from videoreid.models.output import ReIDOutput
+from videoreid.models.sync_bn import (
+    SyncBatchNorm,
+    batch_norm_rows,
+    global_moments,
+    update_running_stats,
+)
+from videoreid.utils.collectives import all_reduce_sum
 
-RELATIONS: tuple[str, ...] = ("difference", "inner_product")
+RELATIONS: tuple[str, ...] = ("difference", "inner_product", "raw_inner_product")
 RELATION_IMPLS: tuple[str, ...] = ("projected", "naive")
 FRAME_FEATURES: tuple[str, ...] = ("spatial", "refined")
 
@@ -121,6 +136,21 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
     relation path uses. See the module docstring for the derivation.
     """
 
+    # train.sync_bn (``to_sync``): statistics over the groups of every rank. Groups never
+    # span ranks, so the per-group terms stay local and only their sums are all-reduced:
+    # the result equals one process on the concatenated batch.
+    sync: bool = False
+
+    def to_sync(self) -> PairDifferenceBatchNorm:
+        """This module with its batch statistics pooled over all ranks (``train.sync_bn``)."""
+        self.sync = True
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.sync:  # the naive path's materialised pairs, pooled over ranks
+            return batch_norm_rows(self, x)
+        return super().forward(x)
+
     def pair_statistics(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Batch mean and population variance of ``{u_gi − v_gj}`` over ``g, i, j``.
 
@@ -129,14 +159,22 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
         Returns:
             mean ``(K,)``, variance ``(K,)`` (float32 or wider).
         """
+        mean, var, _ = self._pair_moments(u, v)
+        return mean, var
+
+    def _pair_moments(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, int]:
+        """:meth:`pair_statistics` plus the number of groups they cover (all ranks' if synced)."""
         dtype = torch.promote_types(u.dtype, torch.float32)
         u, v = u.to(dtype), v.to(dtype)
         mu_u, mu_v = u.mean(1), v.mean(1)  # (G, K)
         within = u.var(1, unbiased=False) + v.var(1, unbiased=False)  # exact over the i×j grid
         group_mean = mu_u - mu_v
+        if self.sync:
+            gm_mean, gm_var, groups = global_moments(group_mean)
+            return gm_mean, all_reduce_sum(within.sum(0)) / groups + gm_var, groups
         mean = group_mean.mean(0)
         var = within.mean(0) + group_mean.var(0, unbiased=False)
-        return mean, var
+        return mean, var, u.shape[0]
 
     def pairwise(self, u: Tensor, v: Tensor, relu: bool = False) -> Tensor:
         """``BN(u_gi − v_gj)`` for every ``g, i, j``.
@@ -160,9 +198,9 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
                 raise ValueError(
                     f"Expected more than 1 value per channel when training, got {n} pairs"
                 )
-            mean, var = self.pair_statistics(u, v)
+            mean, var, groups = self._pair_moments(u, v)
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean.detach(), var.detach(), n)
+                self._update_running_stats(mean.detach(), var.detach(), groups * m * m)
         else:
             mean, var = self.running_mean, self.running_var
         scale = torch.rsqrt(var + self.eps)
@@ -176,20 +214,9 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
         out = a.unsqueeze(2) - b.unsqueeze(1)
         return out.relu_() if relu else out
 
-    @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor, n: int) -> None:
-        # Mirrors torch.nn.modules.batchnorm._BatchNorm.forward + F.batch_norm.
-        assert self.num_batches_tracked is not None
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            factor = 1.0 / float(self.num_batches_tracked)
-        else:
-            factor = self.momentum
-        if self.running_mean is not None:
-            self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-        if self.running_var is not None:
-            unbiased = var * (n / (n - 1))
-            self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        # As torch.nn.modules.batchnorm._BatchNorm.forward + F.batch_norm do for n values.
+        update_running_stats(self, mean, var, n)
 
 
 def _embedding(channels: int, out: int) -> nn.Sequential:
@@ -202,6 +229,10 @@ class _TokenBN(nn.BatchNorm1d):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+    def to_sync(self) -> SyncBatchNorm:
+        """The synchronised form (``train.sync_bn``): same layout, statistics over all ranks."""
+        return SyncBatchNorm.from_module(self, channel_dim=-1)
 
 
 class RelationModule(nn.Module):
@@ -266,14 +297,29 @@ class InnerProductRelation(nn.Module):
         return torch.matmul(self.theta(x), self.phi(x).transpose(1, 2)).unsqueeze(-1) * self.scale
 
 
+class RawInnerProductRelation(nn.Module):
+    """The literal reading of table 1's "IP": ``r_ij = x_i·x_j`` on the features themselves.
+
+    ``forward(x)``: ``x (G, M, C)`` → ``(G, M, M, 1)``.
+    """
+
+    out_dim = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(x, x.transpose(1, 2)).unsqueeze(-1)
+
+
 def build_relation(
     relation: str, channels: int, r1: int, r2: int, impl: str
-) -> RelationModule | InnerProductRelation:
-    """``"difference"`` → :class:`RelationModule`; ``"inner_product"`` → :class:`InnerProductRelation`."""
+) -> RelationModule | InnerProductRelation | RawInnerProductRelation:
+    """``"difference"`` → :class:`RelationModule`; ``"inner_product"`` →
+    :class:`InnerProductRelation`; ``"raw_inner_product"`` → :class:`RawInnerProductRelation`."""
     if relation == "difference":
         return RelationModule(channels, r1, r2, impl)
     if relation == "inner_product":
         return InnerProductRelation(channels, r1)
+    if relation == "raw_inner_product":
+        return RawInnerProductRelation()
     raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
 
 
@@ -327,9 +373,11 @@ class RGSA(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         g, n, _ = x.shape
         r = self.relation(x)  # (G, N, N, K)
-        a = torch.sigmoid(self.attention(x, r.reshape(g, n, -1)))  # eq. 4–5
-        # Sum of sigmoids over N positions is > 0 mathematically; the clamp guards underflow.
-        f = (a * x).sum(1) / a.sum(1).clamp_min(1e-6)  # eq. 6
+        z = self.attention(x, r.reshape(g, n, -1))  # eq. 4–5 before the sigmoid
+        a = torch.sigmoid(z)
+        # Eq. 6's a_i / Σ_i a_i is a softmax of log a_i over the positions: exact, and stable
+        # when every a_i of a channel underflows (a clamp on Σ_i a_i would change the result).
+        f = (torch.softmax(F.logsigmoid(z), dim=1) * x).sum(1)  # eq. 6
         return f, a
 
 
@@ -375,7 +423,8 @@ class RGSARGTR(nn.Module):
         last_stride: ``layer4`` stride of a named backbone (1 in the paper).
         r1, r2: reduction factors of the relation module (table 2; 32 and 256).
         rgsa, rgtr: use the module; ``False`` = average pooling in its place (table 1).
-        relation: ``"difference"`` (relation module, eq. 1–2) or ``"inner_product"`` ("IP").
+        relation: ``"difference"`` (relation module, eq. 1–2), ``"inner_product"`` ("IP" of
+            table 1 on the embeddings ``θ, φ``) or ``"raw_inner_product"`` (``X_i·X_j``).
         relation_impl: ``"projected"`` (efficient) or ``"naive"`` (reference); same maths.
         seq_len: clip length ``T`` every input clip must have when ``rgtr`` is on (table 3).
         image_size: ``(H, W)`` of the input frames; sets ``N`` when ``rgsa`` is on.
@@ -457,6 +506,14 @@ class RGSARGTR(nn.Module):
             out = backbone(torch.zeros(1, 3, *image_size, device=param.device, dtype=param.dtype))
         backbone.train(was_training)
         return int(out.shape[-2]), int(out.shape[-1])
+
+    @staticmethod
+    def required_clip_length(args: dict) -> tuple[int, str] | None:
+        """``(seq_len, "model.args.seq_len")`` when RGTR is on (``W_R`` has one slot per
+        frame), else ``None``; read by ``load_config`` to check the sampler and test plan."""
+        if not args.get("rgtr", True):
+            return None
+        return int(args.get("seq_len", 8)), "model.args.seq_len"
 
     def set_relation_impl(self, impl: str) -> None:
         """Switch every relation module between ``"projected"`` and ``"naive"`` (same weights)."""

@@ -38,7 +38,14 @@ Decisions where the paper is silent or inconsistent:
   free ``N × N`` matrix); (f) padded frames (``frame_mask`` false) get zero weight as
   contributors; (g) clips longer than ``num_frames`` (dense test plans) reuse the last row /
   column of ``W`` and the last entry of ``b`` for positions ``≥ num_frames − 1`` while the
-  distance kernel uses the true positions. ``enhancement="identity"`` skips E.
+  distance kernel uses the true positions; the configs may not do this: a config whose
+  ``data.train_sampler`` or ``data.test_plan`` length differs from ``model.args.num_frames``
+  is rejected by :meth:`STAN.required_clip_length` (checked by ``load_config``);
+  (h) the FCN is zero-initialised (``zero_init_e=True``, the default; ``False`` keeps
+  PyTorch's default init), so E starts as the identity ``x̂ = x`` and training begins from
+  the model without E — the supplement gives no initialisation, and a random FCN would add a
+  random ``D × D`` map of the pooled features to every gated feature at the start of the
+  attention stage. ``enhancement="identity"`` skips E.
 * **Temporal attention normalisation (eq. 12).** The text says ``t_{n,k}`` is "the softmax of a
   linear response" but eq. 12 divides the responses by their sum. ``temporal="softmax"``
   (default) follows the text; ``temporal="literal"`` implements eq. 12 as printed (weights sum to
@@ -62,6 +69,14 @@ Decisions where the paper is silent or inconsistent:
   tensor whose name and shape match and reporting the rest: the backbone always transfers;
   the identity classifier (different identities) and, when ``K`` differs, the embedding FC
   do not. ``pretrained`` stays the plain backbone (ImageNet) weight file.
+* **Readings and the switch for the other one** (the table in docs/methods/stan.md):
+  E itself → ``enhancement="identity"``; ``Φ_k`` scale ``1/√D`` → ``similarity_scale=1.0``;
+  E's zero-initialised FCN → ``zero_init_e=False``; softmax temporal weights (text) →
+  ``temporal="literal"`` (eq. 12); BatchNorm in the head → ``embed_bn=False``; one run with the
+  CNN frozen for the first epochs (configs) → the literal stage chain
+  ``configs/stan/stages/*.yaml`` (``init_from`` from stage to stage); ``C_k``'s direction,
+  ``b``'s orientation and the shared FCN have no switch (the other readings cannot train or
+  are not well defined, see (a), (b), (d)).
 * **Head.** The paper embeds the concatenated ``K·D`` feature with one FC into 128 dims and
   L2-normalises it. We add a BatchNorm1d after the FC (``embed_bn=True``, as in the OIM
   reference implementation) which keeps the un-normalised feature well scaled for the optional
@@ -139,10 +154,11 @@ class TemporalEnhancement(nn.Module):
         num_frames: ``N``, the size of the learned positional matrix ``W`` and bias ``b``.
         sigma: ``σ`` of the temporal-distance kernel.
         similarity_scale: factor on ``Φ_k``; ``None`` means ``1/√D``.
+        zero_init: zero the FCN's weight and bias so that E starts as the identity.
     """
 
     def __init__(self, dim: int, num_frames: int = 6, sigma: float = 1.0,
-                 similarity_scale: float | None = None) -> None:
+                 similarity_scale: float | None = None, zero_init: bool = True) -> None:
         super().__init__()
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -154,6 +170,9 @@ class TemporalEnhancement(nn.Module):
         self.pos_weight = nn.Parameter(torch.ones(num_frames, num_frames))  # W
         self.pos_bias = nn.Parameter(torch.zeros(num_frames))  # b (per contributing frame)
         self.fcn = nn.Linear(dim, dim)
+        if zero_init:  # FCN(·) = 0: x̂ = x until training moves it
+            nn.init.zeros_(self.fcn.weight)
+            nn.init.zeros_(self.fcn.bias)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Pool each component over the other frames of the clip.
@@ -257,6 +276,7 @@ class STAN(nn.Module):
         channels_last: channels-last backbone.
         init_from: videoreid checkpoint or state dict to initialise from (matching names and
             shapes only; see the module docstring), applied after ``pretrained``.
+        zero_init_e: zero-initialise E's FCN so that E starts as the identity.
 
     ``forward(batch)`` takes ``batch["images"]`` ``(B, T, 3, H, W)`` and an optional
     ``batch["frame_mask"]`` ``(B, T)`` bool; see :meth:`forward`.
@@ -282,6 +302,7 @@ class STAN(nn.Module):
         embed_bn: bool = True,
         channels_last: bool = False,
         init_from: str | None = None,
+        zero_init_e: bool = True,
     ) -> None:
         super().__init__()
         if enhancement not in ENHANCEMENTS:
@@ -300,7 +321,8 @@ class STAN(nn.Module):
         self.backbone_dim = dim  # D
         self.feat_dim = embed_dim  # size of metric_feature (what OIM's table stores)
         self.spatial_attention = SpatialAttention(dim, K, d) if spatial else None
-        self.enhancement = (TemporalEnhancement(dim, num_frames, sigma, similarity_scale)
+        self.enhancement = (TemporalEnhancement(dim, num_frames, sigma, similarity_scale,
+                                                zero_init=zero_init_e)
                             if enhancement == "second_order" else None)
         self.temporal_attention = TemporalAttention(dim, self.K, temporal)
         self.embed = nn.Linear(self.K * dim, embed_dim)
@@ -313,6 +335,21 @@ class STAN(nn.Module):
             nn.init.zeros_(self.classifier.bias)
         if init_from:
             load_matching(self, init_from)
+
+    @staticmethod
+    def required_clip_length(args: dict) -> tuple[int, str] | None:
+        """Clip length every training and test clip must have for ``model.args`` ``args``.
+
+        E's learned positional terms ``W`` (``N × N``) and ``b`` (``N``) are sized for
+        ``num_frames``; a sampler or test plan of another length would train or test
+        positions the other never saw. Read by ``load_config`` (``check_components``).
+
+        Returns:
+            ``(num_frames, "model.args.num_frames")`` when E is on, else ``None``.
+        """
+        if args.get("enhancement", "second_order") != "second_order":
+            return None
+        return int(args.get("num_frames", 6)), "model.args.num_frames"
 
     def forward(self, batch: dict[str, Tensor]) -> ReIDOutput:
         """Encode clips.
