@@ -39,6 +39,7 @@ from typing import Any, Union
 
 import yaml
 
+from videoreid.utils.errors import UserError
 from videoreid.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message says where and what is valid."""
 
 
@@ -254,8 +255,12 @@ class TrainConfig:
         checkpoint_every: save a checkpoint every N epochs (and always at the end).
         keep_last: keep the newest k epoch checkpoints.
         eval_every: evaluate every N epochs (0 = only at the end).
-        resume: ``false``; ``true`` = newest checkpoint in the run directory; or a path.
+        resume: ``false``; ``true`` = newest intact checkpoint in the run directory (damaged
+            ones are skipped and named); or a path.
         progress: tqdm progress bars on the main process (off when not a terminal).
+        resume_overrides: on resume, the config keys allowed to differ from the run's saved
+            config (e.g. ``[optim.lr, train.epochs]``; a section name covers its keys); they
+            are applied from the resumed epoch and recorded. Any other difference is an error.
         activation_checkpointing: recompute backbone activations in the backward pass to
             save memory: ``false``, ``true`` (every stage) or a list of stage names
             (``stem``, ``layer1`` … ``layer4``); see ``engine.memory``.
@@ -277,6 +282,7 @@ class TrainConfig:
     eval_every: int = 50
     resume: bool | str = False
     progress: bool = True
+    resume_overrides: list[str] = field(default_factory=list)
     activation_checkpointing: bool | list[str] = False
     threads: int = 0
     sync_bn: bool = False
@@ -295,7 +301,8 @@ class EvalConfig:
         normalize: L2 normalisation of clip features ``before`` averaging, of the tracklet
             feature ``after``, ``both`` or ``none``.
         batch_size: clips per forward pass at test time (bounds memory).
-        max_rank: length of the reported CMC.
+        max_rank: length of the CMC curve computed and stored (rank-k metrics for k up to
+            it are reported).
         precision: inference precision: ``auto`` (bf16 autocast where the device computes
             bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
         channels_last: run convolutions in channels-last memory format at test time.
@@ -508,6 +515,66 @@ def _validate(cfg: Config) -> None:
                               f"('loss/total' or 'loss/<term>'), got {s.monitor!r}")
     if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
         raise ConfigError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
+    _validate_run(cfg)
+
+
+# Losses that need a second tracklet of the same identity in a batch (a positive).
+PAIR_LOSSES = ("triplet", "adaptive_triplet", "margin_ranking")
+PROTOCOL_NAMES = ("official", "market", "query_in_gallery", "cross_camera")
+# The protocols that are meaningful for each dataset (``folder``: any).
+DATASET_PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "mars": ("official", "market", "query_in_gallery"),
+    "dukev": ("market", "query_in_gallery"),
+    "market1501": ("market", "query_in_gallery"),
+    "ilidsvid": ("cross_camera", "market"),
+    "prid2011": ("cross_camera", "market"),
+}
+
+
+def check_protocol(dataset: str | Sequence[str], protocol: str | None,
+                   where: str = "eval.protocol") -> None:
+    """Raise :class:`ConfigError` unless ``protocol`` (``None`` = default) suits ``dataset``
+    (each of them, for a joint list of datasets)."""
+    if protocol is None:
+        return
+    if not isinstance(dataset, str):
+        for name in dataset:
+            check_protocol(name, protocol, where)
+        return
+    if protocol not in PROTOCOL_NAMES:
+        raise ConfigError(f"{where}: unknown protocol {protocol!r}{_suggest(protocol, PROTOCOL_NAMES)}; "
+                          f"valid: {', '.join(PROTOCOL_NAMES)}")
+    valid = DATASET_PROTOCOLS.get(dataset)
+    if valid is not None and protocol not in valid:
+        raise ConfigError(f"{where}: protocol {protocol!r} does not apply to dataset {dataset!r}; "
+                          f"valid for {dataset}: {', '.join(valid)}")
+
+
+def _validate_run(cfg: Config) -> None:
+    """Checks that would otherwise fail (or silently mislead) hours into a run."""
+    if not str(cfg.output_dir).strip():
+        raise ConfigError("output_dir must name a folder, got an empty string")
+    o = cfg.optim
+    if o.lr <= 0:
+        raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
+    if o.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    for i, g in enumerate(o.param_groups):
+        if g.lr_mult < 0:
+            raise ConfigError(f"optim.param_groups.{i}.lr_mult must be >= 0, got {g.lr_mult}")
+        if g.weight_decay is not None and g.weight_decay < 0:
+            raise ConfigError(f"optim.param_groups.{i}.weight_decay must be >= 0, got "
+                              f"{g.weight_decay}")
+    if cfg.eval.max_rank < 1:
+        raise ConfigError(f"eval.max_rank must be >= 1, got {cfg.eval.max_rank}")
+    check_protocol(cfg.data.dataset, cfg.eval.protocol)
+    if cfg.data.K < 2:
+        pair = [f"loss.{i} ({s['name']})" for i, s in enumerate(cfg.loss)
+                if s.get("name") in PAIR_LOSSES and float(s.get("weight", 1.0)) != 0]
+        if pair:
+            raise ConfigError(f"data.K={cfg.data.K}: {', '.join(pair)} needs at least two "
+                              "tracklets per identity in a batch (a positive); set data.K >= 2 "
+                              "or remove the loss")
 
 
 def _validate_datasets(d: DataConfig, eval_protocol: str | None) -> None:

@@ -47,13 +47,13 @@ def resolve_checkpoint(path: str | Path, split_index: int | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from videoreid.config import ConfigError, load_config
+    from videoreid.data.joint import eval_parts
     from videoreid.engine.builders import (
         build_modalities,
         build_splits,
         evaluate_model,
         load_model_from_checkpoint,
     )
-    from videoreid.data.joint import eval_parts
     from videoreid.engine.distributed import resolve_device, setup_logging
     from videoreid.evaluation.protocol import evaluate_splits, format_table
     from videoreid.utils.io import atomic_write_json
@@ -61,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"videoreid evaluate: {e}", file=sys.stderr)
+        return 2
+    from videoreid.config import check_protocol
+    from videoreid.engine.checkpoint import verify_checkpoint
+
+    try:  # every check before the (long) feature extraction
+        check_protocol(cfg.data.dataset, args.protocol, "--protocol")
     except ConfigError as e:
         print(f"videoreid evaluate: {e}", file=sys.stderr)
         return 2
@@ -72,10 +80,13 @@ def run(args: argparse.Namespace) -> int:
               "per split under RUN_DIR/split<k>/checkpoints), or set data.split=K",
               file=sys.stderr)
         return 2
+    ckpts = [resolve_checkpoint(args.checkpoint, s.split_index if multi else None)
+             for s in splits]
+    for ckpt in ckpts:
+        verify_checkpoint(ckpt)
     modalities = build_modalities(cfg)
     results, feature_sets = [], []
-    for split in splits:
-        ckpt = resolve_checkpoint(args.checkpoint, split.split_index if multi else None)
+    for split, ckpt in zip(splits, ckpts, strict=True):
         model = load_model_from_checkpoint(cfg, ckpt, split.num_train_pids, device)
         for part in eval_parts(split):  # a joint config: every dataset on its own
             result, fs = evaluate_model(model, part, cfg, device, modalities=modalities,
@@ -95,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             agg = evaluate_splits(mine, protocol=protocol, metric=cfg.eval.metric,
                                   rerank=args.rerank or cfg.eval.rerank,
                                   score_norm=args.score_norm or cfg.eval.score_norm,
+                                  max_rank=cfg.eval.max_rank,
                                   score_norm_mode=cfg.eval.score_norm_mode)
             if len(names) == 1:
                 summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")

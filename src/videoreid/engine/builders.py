@@ -42,9 +42,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videoreid.config import Config, ConfigError, config_to_dict, save_resolved
+from videoreid.config import Config, ConfigError, config_to_dict
+from videoreid.data.joint import eval_parts, join_splits
 from videoreid.data.tracklet import ReIDSplit, Tracklet
-from videoreid.engine.checkpoint import CheckpointManager, load_checkpoint
+from videoreid.engine.checkpoint import (
+    CheckpointManager,
+    CheckpointNotFoundError,
+    check_training_state,
+    load_checkpoint,
+)
 from videoreid.engine.distributed import (
     DistInfo,
     barrier,
@@ -52,7 +58,6 @@ from videoreid.engine.distributed import (
     get_dist_info,
     init_distributed,
 )
-from videoreid.data.joint import eval_parts, join_splits
 from videoreid.engine.extract import extract_split
 from videoreid.engine.hooks import (
     CheckpointHook,
@@ -62,10 +67,17 @@ from videoreid.engine.hooks import (
     HookBase,
     LRScheduleHook,
     ParamFreezeHook,
+    PreEvalCheckpointHook,
     TensorBoardHook,
 )
 from videoreid.engine.init_from import check_init_from, config_for_split, load_init
 from videoreid.engine.memory import apply_activation_checkpointing
+from videoreid.engine.run_dir import (
+    ResumeNoteHook,
+    RunFolder,
+    apply_optimizer_overrides,
+    check_run_folder,
+)
 from videoreid.engine.threads import apply_thread_plan, plan_threads
 from videoreid.engine.trainer import Trainer
 from videoreid.engine.weights_check import (
@@ -75,6 +87,7 @@ from videoreid.engine.weights_check import (
     weights_report,
 )
 from videoreid.models.backbones.weights import describe_weights
+from videoreid.utils.errors import CheckpointError, DatasetError, UserError
 from videoreid.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -84,6 +97,7 @@ __all__ = [
     "seed_everything",
     "git_revision",
     "write_run_info",
+    "collect_run_info",
     "inference_options",
     "prepare_data_root",
     "generate_in_subprocess",
@@ -144,6 +158,15 @@ def git_revision(path: str | Path | None = None) -> str:
 def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
                    threads: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``run_info.json`` (git revision, versions, device, threads, command line)."""
+    info = collect_run_info(device, dist, threads)
+    atomic_write_json(Path(run_dir) / "run_info.json", info)
+    return info
+
+
+def collect_run_info(device: torch.device, dist: DistInfo,
+                     threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``run_info.json``: git revision, versions, device, threads, command
+    line."""
     info = {
         "git_revision": git_revision(),
         "torch": torch.__version__,
@@ -159,7 +182,6 @@ def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
     }
     if threads is not None:
         info["threads"] = threads
-    atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
 
@@ -237,7 +259,13 @@ def build_splits(cfg: Config) -> list[ReIDSplit]:
     if isinstance(cfg.data.dataset, list):
         splits = _joint_splits(cfg)
     else:
-        ds = build_dataset(cfg.data.dataset, prepare_data_root(cfg), **cfg.data.dataset_args)
+        root = prepare_data_root(cfg)
+        try:
+            ds = build_dataset(cfg.data.dataset, root, **cfg.data.dataset_args)
+        except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise DatasetError(str(e)) from e  # the loaders' messages name file and layout
         if cfg.data.split == "all":
             splits = ds.splits()
         else:
@@ -604,6 +632,7 @@ def evaluate_model(
         fs, protocol, e.metric,
         rerank=e.rerank if rerank is None else rerank,
         score_norm=e.score_norm if score_norm is None else score_norm,
+        max_rank=e.max_rank,
         score_norm_mode=e.score_norm_mode,
     ))
     result.setdefault("protocol", protocol)
@@ -637,6 +666,10 @@ def build_hooks(
     if freeze_specs:
         hooks.append(ParamFreezeHook(freeze_specs))
     if eval_fn is not None:
+        # the epoch is on disk before its evaluation runs (a failing evaluation loses nothing)
+        hooks.append(PreEvalCheckpointHook(
+            CheckpointManager(run_dir / "checkpoints", cfg.train.keep_last),
+            cfg.train.checkpoint_every, cfg.train.eval_every))
         hooks.append(EvalHook(cfg.train.eval_every, eval_fn))
     hooks.append(CSVLogHook(run_dir / "log.csv"))
     if TensorBoardHook.available():
@@ -646,20 +679,28 @@ def build_hooks(
     return hooks
 
 
-def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
+def _resume_state(cfg: Config, run_dir: Path, device: torch.device,
+                  ) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]] | None:
+    """``(path, state, skipped)`` of the checkpoint to resume from, or ``None``.
+
+    ``train.resume=true`` takes the newest intact checkpoint (damaged ones are skipped,
+    logged and returned); a path must load and be a training checkpoint.
+    """
     r = cfg.train.resume
     if r is False:
         return None
     if r is True:
-        latest = CheckpointManager(run_dir / "checkpoints").latest()
-        if latest is None:
+        found = CheckpointManager(run_dir / "checkpoints").latest_intact(device)
+        if found is None:
             log.info("train.resume=true but %s has no checkpoint; starting fresh",
                      run_dir / "checkpoints")
-        return latest
+        return found
     path = Path(r)
     if not path.is_file():
-        raise FileNotFoundError(f"train.resume: checkpoint {path} not found")
-    return path
+        raise CheckpointNotFoundError(f"train.resume: checkpoint {path} not found")
+    state = load_checkpoint(path, map_location=device)
+    check_training_state(state, path)
+    return path, state, []
 
 
 def train_split(
@@ -669,8 +710,11 @@ def train_split(
     device: torch.device,
     *,
     extra_hooks: Sequence[HookBase] = (),
+    run_folder: RunFolder | None = None,
 ) -> dict[str, Any]:
     """Train on one split, evaluate, write ``log.csv``, checkpoints and ``features.npz``.
+
+    ``run_folder`` (a :class:`~videoreid.engine.run_dir.RunFolder`) records a resume.
 
     A joint split (several datasets) is evaluated per dataset, its features written as
     ``features_<dataset>.npz``.
@@ -708,6 +752,8 @@ def train_split(
         model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
         momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
         param_groups=[config_to_dict(g) for g in o.param_groups])
+    fresh_groups = [{k: v for k, v in g.items() if k != "params"}
+                    for g in optimizer.param_groups]  # the config's values, for a resume
     if freeze_specs and dist.enabled:
         log.info("DDP: find_unused_parameters=True (fallback) because %s are frozen for the "
                  "first epochs only", ", ".join(repr(s.prefix) for s in freeze_specs))
@@ -731,13 +777,13 @@ def train_split(
                       amp=cfg.train.amp, grad_clip=o.grad_clip, hooks=hooks, run_dir=run_dir,
                       progress=cfg.train.progress,
                       find_unused_parameters=bool(freeze_specs) and dist.enabled)
-    resume = _resume_path(cfg, run_dir)
+    resume = _resume_state(cfg, run_dir, device)
     stale = CheckpointManager(run_dir / "checkpoints").latest()
     if resume is None and stale is not None:
         raise ConfigError(f"{run_dir} already holds checkpoints ({stale.name}); set "
                           "train.resume=true to continue that run, or choose another output_dir")
     if resume is not None:
-        trainer.resume(resume)
+        _resume_trainer(trainer, cfg, resume, fresh_groups, run_folder)
     log.info("training %s on %s: %d train tracklets, %d ids, %d steps/epoch, %d epochs",
              cfg.model.name, split.describe(), len(split.train), num_classes,
              trainer.iters_per_epoch, cfg.train.epochs)
@@ -802,6 +848,24 @@ def _weights_args(cfg: Config) -> dict[str, Any]:
     return args
 
 
+def _resume_trainer(trainer: Trainer, cfg: Config,
+                    resume: tuple[Path, dict[str, Any], list[tuple[Path, str]]],
+                    fresh_groups: Sequence[Mapping[str, Any]],
+                    run_folder: RunFolder | None) -> None:
+    """Load a checkpoint into ``trainer``; apply and record ``train.resume_overrides``."""
+    path, state, skipped = resume
+    trainer.load_state_dict(state)
+    changed = []
+    if any(n == "optim" or n.startswith("optim.") for n in cfg.train.resume_overrides):
+        changed = apply_optimizer_overrides(trainer.optimizer, fresh_groups)
+    log.info("resumed from %s at epoch %d (step %d)%s", path, trainer.start_epoch, trainer.iter,
+             f"; optimiser changes: {', '.join(changed)}" if changed else "")
+    if run_folder is not None and get_dist_info().is_main:
+        note = run_folder.note_resume(trainer.start_epoch, path, skipped, changed)
+        if run_folder.changes or skipped:
+            trainer.register_hooks([ResumeNoteHook(note, trainer.start_epoch)])
+
+
 def _check_and_record_weights(cfg: Config, model: nn.Module, split: ReIDSplit) -> None:
     """Refuse unset weights on a full-size backbone; log and record what initialised it."""
     refuse_random_backbones(model, cfg.model.name, _weights_args(cfg))
@@ -853,16 +917,43 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
 def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
                        thread_plan: Any) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(cfg, run_dir)
-        write_run_info(run_dir, device, dist, threads=thread_plan.as_dict())
+    # writes nothing: lock, occupancy, resume config diff (rank 0 only: other ranks would
+    # race with its lock)
+    changes = check_run_folder(cfg) if dist.is_main else {}
     splits = build_splits(cfg)
+    if dist.is_main:  # rank 0 alone: it fetches any published weights first (train_split)
+        _check_model(cfg, splits[0])
+    with RunFolder(cfg, changes) as folder:
+        if dist.is_main:  # every start-up check passed: lock and write the run files
+            folder.start(collect_run_info(device, dist, threads=thread_plan.as_dict()))
+        barrier()
+        return _train_splits(cfg, splits, run_dir, device, dist, folder)
+
+
+def _check_model(cfg: Config, split: ReIDSplit) -> None:
+    """Build model, objective and optimiser once, so their config errors come before any
+    file is written (not after the run folder was set up)."""
+    try:
+        model = build_model_from_config(cfg, split.num_train_pids)
+        refuse_random_backbones(model, cfg.model.name, cfg.model.args)
+        objective = build_objective_from_config(cfg, model, split.num_train_pids)
+        o = cfg.optim
+        build_optimizer(model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
+                        momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
+                        param_groups=[config_to_dict(g) for g in o.param_groups])
+    except (TypeError, ValueError, KeyError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise ConfigError(f"model {cfg.model.name!r} {cfg.model.args}: {e}") from e
+
+
+def _train_splits(cfg: Config, splits: Sequence[ReIDSplit], run_dir: Path,
+                  device: torch.device, dist: DistInfo, folder: RunFolder) -> dict[str, Any]:
     per_split, feature_sets, results = [], [], []
     by_dataset: dict[str, list[tuple[Any, Any]]] = {}  # joint training: per dataset
     for split in splits:
         split_dir = run_dir if cfg.data.split != "all" else run_dir / f"split{split.split_index}"
-        out = train_split(cfg, split, split_dir, device)
+        out = train_split(cfg, split, split_dir, device, run_folder=folder)
         per_split.append(out["metrics"])
         feature_sets.append(out["features"])
         results.append(out["result"])
@@ -883,6 +974,7 @@ def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
             protocol = cfg.eval.protocol or splits[0].protocol
             agg = evaluate_splits(feature_sets, protocol=protocol, metric=cfg.eval.metric,
                                   rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm,
+                                  max_rank=cfg.eval.max_rank,
                                   score_norm_mode=cfg.eval.score_norm_mode)
             summary["protocol"] = protocol
             summary["mean"] = to_jsonable(agg.get("mean"))
@@ -939,9 +1031,13 @@ def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes:
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state.get("model", state)
     model = build_model_from_config(_without_published_weights(cfg), num_classes)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as e:  # shape mismatch, not tensors
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+                              f"{cfg.model.args}: {str(e).splitlines()[0][:300]}") from e
     if unexpected or missing:
-        raise ConfigError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
                           f"{cfg.model.args}: missing {list(missing)[:8]}, unexpected "
                           f"{list(unexpected)[:8]}")
     return model.to(device)
