@@ -19,7 +19,8 @@ def _resume(cfg, out) -> None:
 
 @pytest.mark.parametrize("fault,n,survivor", [
     ("in-write", 2, "epoch_0001.pt"),         # half of epoch 2's bytes in a temporary
-    ("before-rename", 3, "epoch_0002.pt"),    # complete temporary of epoch 2's 2nd save
+    pytest.param("before-rename", 3, "epoch_0002.pt",  # complete temporary, 2nd save of ep. 2
+                 marks=pytest.mark.slow),
     ("before-manifest", 2, None),             # epoch 2 in place, its hash not yet recorded
     ("in-eval", 1, "epoch_0002.pt"),          # inside epoch 2's evaluation
 ])

@@ -22,6 +22,7 @@ def _snapshot(folder):
             if p.is_file() and "tensorboard" not in p.parts}
 
 
+@pytest.mark.slow
 def test_second_run_into_a_busy_folder_is_refused_at_once(tiny_cfg, reference, tmp_path,
                                                           capsys):
     out, go = tmp_path / "run", tmp_path / "go"

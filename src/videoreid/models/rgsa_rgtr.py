@@ -108,6 +108,7 @@ from videoreid.models.output import ReIDOutput
 from videoreid.models.sync_bn import (
     SyncBatchNorm,
     batch_norm_rows,
+    folded_affine,
     global_moments,
     update_running_stats,
 )
@@ -203,12 +204,7 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
                 self._update_running_stats(mean.detach(), var.detach(), groups * m * m)
         else:
             mean, var = self.running_mean, self.running_var
-        scale = torch.rsqrt(var + self.eps)
-        if self.affine:
-            scale = scale * self.weight
-        shift = -mean * scale
-        if self.affine:
-            shift = shift + self.bias
+        scale, shift = folded_affine(self, mean, var)
         a = (u * scale + shift).to(u.dtype)
         b = (v * scale).to(v.dtype)
         out = a.unsqueeze(2) - b.unsqueeze(1)

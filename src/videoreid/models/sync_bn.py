@@ -37,6 +37,7 @@ from videoreid.utils.collectives import all_reduce_sum
 __all__ = [
     "SyncBatchNorm",
     "batch_norm_rows",
+    "folded_affine",
     "global_moments",
     "convert_sync_batchnorm",
     "update_running_stats",
@@ -142,13 +143,19 @@ def batch_norm_rows(bn: _BatchNorm, rows: Tensor) -> Tensor:
     if bn.training and n <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got {n}")
     update_running_stats(bn, mean.detach(), var.detach(), n)
+    scale, shift = folded_affine(bn, mean, var)
+    return rows * scale.to(rows.dtype) + shift.to(rows.dtype)
+
+
+def folded_affine(bn: _BatchNorm, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+    """``(scale, shift)`` with ``BN(x) = x · scale + shift`` for statistics ``mean``, ``var``."""
     scale = torch.rsqrt(var + bn.eps)
     if bn.affine:
         scale = scale * bn.weight
     shift = -mean * scale
     if bn.affine:
         shift = shift + bn.bias
-    return rows * scale.to(rows.dtype) + shift.to(rows.dtype)
+    return scale, shift
 
 
 _PLAIN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
