@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                            not args.no_onnx)
     bf16 = gemm_gflops(args.gemm, torch.bfloat16)
     g_bf16 = max(bf16() for _ in range(3))
-    print("\n## model only (best of %d, interleaved with the fp32 GEMMs)" % args.repeats)
+    print(f"\n## model only (best of {args.repeats}, interleaved with the fp32 GEMMs)")
     print("| model | case | frames/s | GFLOP/frame | GFLOP/s | best fp32 GEMM GFLOP/s | "
           "fraction of GEMM | vs plain | load | note |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
