@@ -14,7 +14,8 @@ Equivalent commands::
 CPU-sized setting (not the paper's): ``resnet_tiny`` streams at 128×64, ε and RNN/TA widths
 64, shallow flow CNN 16-32-32-32-32, P×K = 8×2, Adam lr 1e-3, ``--epochs`` × ``--iters``
 steps, eval at the end on every clip (each row's own clip length), euclidean, the layout's
-default protocol. One torch thread (``OMP_NUM_THREADS=1``) on a shared machine.
+default protocol. Torch threads follow ``train.threads`` (automatic by default; add
+``train.threads=1`` on a shared machine).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def cpu_overrides(args: argparse.Namespace, data_root: Path) -> list[str]:
     return [
         f"data.root={data_root}", "data.synth=null", "data.height=128", "data.width=64",
         "data.workers=0", f"data.P={args.P}", f"data.K={args.K}", "data.augment.pad=4",
-        "?data.modality_args.flow.on_missing=error",
         "model.args.backbone=resnet_tiny", "model.args.pretrained=null",
         "?model.args.embed_hidden=64", "?model.args.rnn_hidden=64",
         "?model.args.attention_hidden=64", "?model.args.flow_channels=[16, 32, 32, 32, 32]",

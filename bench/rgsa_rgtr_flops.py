@@ -15,7 +15,6 @@ Usage (the figures in docs/methods/rgsa_rgtr.md)::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch

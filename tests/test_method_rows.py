@@ -27,6 +27,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "src" / "videoreid" / "configs"
 METHODS = ("stan", "cmmanet", "rgsa_rgtr")
 ROWS = sorted(p for m in METHODS for p in (CONFIGS / m / "ablation").glob("*/*.yaml"))
 TABLES = sorted({p.parent for p in ROWS})
+
+
 def rel(p: Path) -> str:
     return str(p.relative_to(CONFIGS))
 

@@ -15,8 +15,8 @@ from videoreid.models.rgsa_rgtr import (
     RGSARGTR,
     RGTR,
     InnerProductRelation,
-    RawInnerProductRelation,
     PairDifferenceBatchNorm,
+    RawInnerProductRelation,
     RelationModule,
     build_rgsa_rgtr,
 )

@@ -605,7 +605,7 @@ def test_stage_chain_reads_each_previous_stage_last_checkpoint():
     cfgs = [load_config(p) for p in STAGES]
     assert [p.stem for p in STAGES] == ["1_baseline", "2_spaatn_q", "3_tematn", "4_ind"]
     assert cfgs[0].model.args["init_from"] is None
-    for prev, cur in zip(cfgs, cfgs[1:]):
+    for prev, cur in zip(cfgs, cfgs[1:], strict=False):
         assert cur.model.args["init_from"] == (
             f"{prev.output_dir}/checkpoints/epoch_{prev.train.epochs:04d}.pt")
     a = [c.model.args for c in cfgs]

@@ -39,6 +39,7 @@ from typing import Any, Union
 
 import yaml
 
+from videoreid.utils.errors import UserError
 from videoreid.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message says where and what is valid."""
 
 
@@ -126,12 +127,20 @@ class DataConfig:
     """Dataset, clip sampling and batching.
 
     Attributes:
-        dataset: name in ``videoreid.data.datasets.factory.DATASETS``.
-        root: dataset root (the parent folder or the dataset folder itself).
+        dataset: name in ``videoreid.data.datasets.factory.DATASETS``, or a list of names for
+            joint training (``[mars, ilidsvid, prid2011]``; see ``videoreid.data.joint``):
+            identities offset so they never collide, each dataset evaluated on its own.
+        root: dataset root (the parent folder or the dataset folder itself); for a list of
+            datasets either one parent root for all or a mapping ``{name: root}`` naming
+            every dataset of the list.
         split: split index, or ``"all"`` to train and evaluate every split of a multi-split
-            dataset (iLIDS-VID/PRID2011: 10) and report mean ± std.
-        dataset_args: extra keywords for the dataset class (e.g. PRID2011 ``seed``).
-        synth: when set and ``root`` holds no dataset, generate a synthetic one there first.
+            dataset (iLIDS-VID/PRID2011: 10) and report mean ± std. In joint training it
+            selects the split of every multi-split dataset of the list (single-split datasets
+            such as MARS take part whole in every split).
+        dataset_args: extra keywords for the dataset class (e.g. PRID2011 ``seed``); for a
+            list of datasets a mapping ``{name: {keyword: value}}``.
+        synth: when set and ``root`` holds no dataset, generate a synthetic one there first
+            (one dataset only).
         height, width: network input size.
         train_sampler: temporal sampler for training clips (``build_sampler``).
         test_plan: test-time clip plan (``build_plan``).
@@ -145,8 +154,8 @@ class DataConfig:
             ``videoreid.engine.builders.MODALITY_LOADERS``.
     """
 
-    dataset: str = "mars"
-    root: str = "data"
+    dataset: str | list[str] = "mars"
+    root: str | dict[str, str] = "data"
     split: int | str = 0
     dataset_args: dict[str, Any] = field(default_factory=dict)
     synth: SynthConfig | None = None
@@ -216,6 +225,9 @@ class ScheduleConfig:
         name: ``constant``, ``step`` (× gamma every ``step_size`` epochs), ``multistep``
             (× gamma at each of ``milestones``) or ``cosine`` (to ``min_factor`` at the end).
         warmup_epochs: linear warm-up from ``warmup_factor`` × lr to lr over this many epochs.
+        patience, threshold, monitor: ``plateau`` (× gamma whenever the epoch's mean training
+            loss ``monitor`` has not improved by the relative ``threshold`` for ``patience``
+            epochs; ``min_factor`` is its floor; see ``videoreid.engine.plateau``).
     """
 
     name: str = "step"
@@ -225,6 +237,9 @@ class ScheduleConfig:
     warmup_epochs: float = 0.0
     warmup_factor: float = 0.01
     min_factor: float = 0.0
+    patience: int = 10
+    threshold: float = 1e-4
+    monitor: str = "loss/total"
 
 
 @dataclass
@@ -240,13 +255,22 @@ class TrainConfig:
         checkpoint_every: save a checkpoint every N epochs (and always at the end).
         keep_last: keep the newest k epoch checkpoints.
         eval_every: evaluate every N epochs (0 = only at the end).
-        resume: ``false``; ``true`` = newest checkpoint in the run directory; or a path.
+        resume: ``false``; ``true`` = newest intact checkpoint in the run directory (damaged
+            ones are skipped and named); or a path.
         progress: tqdm progress bars on the main process (off when not a terminal).
+        resume_overrides: on resume, the config keys allowed to differ from the run's saved
+            config (e.g. ``[optim.lr, train.epochs]``; a section name covers its keys); they
+            are applied from the resumed epoch and recorded. Any other difference is an error.
         activation_checkpointing: recompute backbone activations in the backward pass to
             save memory: ``false``, ``true`` (every stage) or a list of stage names
             (``stem``, ``layer1`` … ``layer4``); see ``engine.memory``.
         threads: torch CPU threads; 0 = the cores left after ``data.workers`` (see
             ``videoreid.engine.threads``; the choice is written to ``run_info.json``).
+        sync_bn: under DDP, BatchNorm statistics over every rank's batch (including RGSA's
+            pair BN), so W ranks normalise as one process on the global batch would.
+        init_from: checkpoint of an earlier stage to start from (tensors whose name and
+            shape match); ``{split}`` in the path is replaced by the split index, and a
+            multi-split run needs it (see ``videoreid.engine.init_from``).
     """
 
     epochs: int = 800
@@ -258,8 +282,11 @@ class TrainConfig:
     eval_every: int = 50
     resume: bool | str = False
     progress: bool = True
+    resume_overrides: list[str] = field(default_factory=list)
     activation_checkpointing: bool | list[str] = False
     threads: int = 0
+    sync_bn: bool = False
+    init_from: str | None = None
 
 
 @dataclass
@@ -274,7 +301,8 @@ class EvalConfig:
         normalize: L2 normalisation of clip features ``before`` averaging, of the tracklet
             feature ``after``, ``both`` or ``none``.
         batch_size: clips per forward pass at test time (bounds memory).
-        max_rank: length of the reported CMC.
+        max_rank: length of the CMC curve computed and stored (rank-k metrics for k up to
+            it are reported).
         precision: inference precision: ``auto`` (bf16 autocast where the device computes
             bf16 natively, else fp32), ``fp32``, ``bf16``, ``fp16`` (CUDA).
         channels_last: run convolutions in channels-last memory format at test time.
@@ -316,7 +344,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("adam", "adamw", "sgd"),
-    "schedule.name": ("constant", "step", "multistep", "cosine"),
+    "schedule.name": ("constant", "step", "multistep", "cosine", "plateau"),
     "train.amp": ("none", "bf16", "fp16"),
     "eval.metric": ("euclidean", "cosine"),
     "eval.normalize": ("none", "before", "after", "both"),
@@ -452,6 +480,7 @@ def _validate(cfg: Config) -> None:
     d = cfg.data
     if isinstance(d.split, str) and d.split != "all":
         raise ConfigError(f"data.split: expected an integer or 'all', got {d.split!r}")
+    _validate_datasets(d, cfg.eval.protocol)
     for key in ("P", "K", "height", "width"):
         if getattr(d, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(d, key)}")
@@ -473,8 +502,120 @@ def _validate(cfg: Config) -> None:
     for i, g in enumerate(cfg.optim.param_groups):
         if not g.match:
             raise ConfigError(f"optim.param_groups.{i}.match: a name prefix is required")
+    s = cfg.schedule
+    if s.name == "plateau":
+        if s.patience < 1:
+            raise ConfigError(f"schedule.patience must be >= 1, got {s.patience}")
+        if s.threshold < 0:
+            raise ConfigError(f"schedule.threshold must be >= 0, got {s.threshold}")
+        if not 0.0 < s.gamma < 1.0:
+            raise ConfigError(f"schedule.gamma must be in (0, 1) for plateau, got {s.gamma}")
+        if not s.monitor.startswith("loss/"):
+            raise ConfigError(f"schedule.monitor: the plateau schedule watches a training loss "
+                              f"('loss/total' or 'loss/<term>'), got {s.monitor!r}")
     if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
         raise ConfigError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
+    _validate_run(cfg)
+
+
+# Losses that need a second tracklet of the same identity in a batch (a positive).
+PAIR_LOSSES = ("triplet", "adaptive_triplet", "margin_ranking")
+PROTOCOL_NAMES = ("official", "market", "query_in_gallery", "cross_camera")
+# The protocols that are meaningful for each dataset (``folder``: any).
+DATASET_PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "mars": ("official", "market", "query_in_gallery"),
+    "dukev": ("market", "query_in_gallery"),
+    "market1501": ("market", "query_in_gallery"),
+    "ilidsvid": ("cross_camera", "market"),
+    "prid2011": ("cross_camera", "market"),
+}
+
+
+def check_protocol(dataset: str | Sequence[str], protocol: str | None,
+                   where: str = "eval.protocol") -> None:
+    """Raise :class:`ConfigError` unless ``protocol`` (``None`` = default) suits ``dataset``
+    (each of them, for a joint list of datasets)."""
+    if protocol is None:
+        return
+    if not isinstance(dataset, str):
+        for name in dataset:
+            check_protocol(name, protocol, where)
+        return
+    if protocol not in PROTOCOL_NAMES:
+        raise ConfigError(f"{where}: unknown protocol {protocol!r}{_suggest(protocol, PROTOCOL_NAMES)}; "
+                          f"valid: {', '.join(PROTOCOL_NAMES)}")
+    valid = DATASET_PROTOCOLS.get(dataset)
+    if valid is not None and protocol not in valid:
+        raise ConfigError(f"{where}: protocol {protocol!r} does not apply to dataset {dataset!r}; "
+                          f"valid for {dataset}: {', '.join(valid)}")
+
+
+def _validate_run(cfg: Config) -> None:
+    """Checks that would otherwise fail (or silently mislead) hours into a run."""
+    if not str(cfg.output_dir).strip():
+        raise ConfigError("output_dir must name a folder, got an empty string")
+    o = cfg.optim
+    if o.lr <= 0:
+        raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
+    if o.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    for i, g in enumerate(o.param_groups):
+        if g.lr_mult < 0:
+            raise ConfigError(f"optim.param_groups.{i}.lr_mult must be >= 0, got {g.lr_mult}")
+        if g.weight_decay is not None and g.weight_decay < 0:
+            raise ConfigError(f"optim.param_groups.{i}.weight_decay must be >= 0, got "
+                              f"{g.weight_decay}")
+    if cfg.eval.max_rank < 1:
+        raise ConfigError(f"eval.max_rank must be >= 1, got {cfg.eval.max_rank}")
+    check_protocol(cfg.data.dataset, cfg.eval.protocol)
+    if cfg.data.K < 2:
+        pair = [f"loss.{i} ({s['name']})" for i, s in enumerate(cfg.loss)
+                if s.get("name") in PAIR_LOSSES and float(s.get("weight", 1.0)) != 0]
+        if pair:
+            raise ConfigError(f"data.K={cfg.data.K}: {', '.join(pair)} needs at least two "
+                              "tracklets per identity in a batch (a positive); set data.K >= 2 "
+                              "or remove the loss")
+
+
+def _validate_datasets(d: DataConfig, eval_protocol: str | None) -> None:
+    """One dataset with plain root/args, or a list with matching per-dataset mappings."""
+    if not isinstance(d.dataset, list):
+        if isinstance(d.root, dict):
+            raise ConfigError(f"data.root: a mapping {sorted(d.root)} needs data.dataset to be a "
+                              f"list of those datasets, got the single dataset {d.dataset!r}")
+        return
+    names = d.dataset
+    if not names:
+        raise ConfigError("data.dataset: an empty list; name at least one dataset")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"data.dataset: {dupes} listed more than once")
+    if isinstance(d.root, dict):
+        for name, root in d.root.items():
+            if not isinstance(root, str):
+                raise ConfigError(f"data.root.{name}: expected a path, got {root!r}")
+        missing, extra = sorted(set(names) - set(d.root)), sorted(set(d.root) - set(names))
+        if missing or extra:
+            raise ConfigError(f"data.root: the mapping must name exactly the datasets "
+                              f"{names}; missing {missing}, not in data.dataset {extra}")
+    extra = sorted(set(d.dataset_args) - set(names))
+    if extra:
+        raise ConfigError(f"data.dataset_args: with several datasets it maps a dataset name to "
+                          f"its options ({{name: {{option: value}}}}); {extra} is not one of "
+                          f"{names}")
+    for name, args in d.dataset_args.items():
+        if not isinstance(args, Mapping):
+            raise ConfigError(f"data.dataset_args.{name}: expected a mapping of options, got "
+                              f"{args!r}")
+    if d.synth is not None:
+        raise ConfigError("data.synth generates one dataset; with a list in data.dataset "
+                          "generate each with `videoreid synth` and set data.root per dataset")
+    if eval_protocol is not None:
+        raise ConfigError(f"eval.protocol={eval_protocol!r}: with several datasets each is "
+                          "evaluated under its own protocol; leave eval.protocol null")
+    if d.modalities:
+        raise ConfigError(f"data.modalities {d.modalities}: joint training over several "
+                          "datasets reads images only (modality caches are per dataset root)")
 
 
 # ------------------------------------------------------------------ files and overrides
@@ -689,11 +830,13 @@ def check_components(cfg: Config) -> None:
         ConfigError: naming the key and listing the valid ones.
     """
     datasets = _optional_import("videoreid.data.datasets.factory")
-    if datasets is not None and cfg.data.dataset not in datasets.DATASETS:
-        raise ConfigError(
-            f"data.dataset: unknown dataset {cfg.data.dataset!r}; "
-            f"valid: {', '.join(sorted(datasets.DATASETS))}"
-        )
+    names = cfg.data.dataset if isinstance(cfg.data.dataset, list) else [cfg.data.dataset]
+    for name in names if datasets is not None else []:
+        if name not in datasets.DATASETS:
+            raise ConfigError(
+                f"data.dataset: unknown dataset {name!r}{_suggest(name, list(datasets.DATASETS))}; "
+                f"valid: {', '.join(sorted(datasets.DATASETS))}"
+            )
     factory = _optional_import("videoreid.models.factory")
     if factory is not None:
         if cfg.model.name not in factory.MODELS:

@@ -18,8 +18,6 @@ import shlex
 import sys
 from pathlib import Path
 
-INTERMIXED = True  # options may follow the key=value overrides (see cli.main)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="table folder of row configs (e.g. configs/man/ablation/table2)")

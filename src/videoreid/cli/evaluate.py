@@ -47,6 +47,7 @@ def resolve_checkpoint(path: str | Path, split_index: int | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from videoreid.config import ConfigError, load_config
+    from videoreid.data.joint import eval_parts
     from videoreid.engine.builders import (
         build_modalities,
         build_splits,
@@ -63,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"videoreid evaluate: {e}", file=sys.stderr)
         return 2
+    from videoreid.config import check_protocol
+    from videoreid.engine.checkpoint import verify_checkpoint
+
+    try:  # every check before the (long) feature extraction
+        check_protocol(cfg.data.dataset, args.protocol, "--protocol")
+    except ConfigError as e:
+        print(f"videoreid evaluate: {e}", file=sys.stderr)
+        return 2
     device = resolve_device(cfg.train.device)
     splits = build_splits(cfg)
     multi = len(splits) > 1
@@ -71,26 +80,41 @@ def run(args: argparse.Namespace) -> int:
               "per split under RUN_DIR/split<k>/checkpoints), or set data.split=K",
               file=sys.stderr)
         return 2
+    ckpts = [resolve_checkpoint(args.checkpoint, s.split_index if multi else None)
+             for s in splits]
+    for ckpt in ckpts:
+        verify_checkpoint(ckpt)
     modalities = build_modalities(cfg)
     results, feature_sets = [], []
-    for split in splits:
-        ckpt = resolve_checkpoint(args.checkpoint, split.split_index if multi else None)
+    for split, ckpt in zip(splits, ckpts, strict=True):
         model = load_model_from_checkpoint(cfg, ckpt, split.num_train_pids, device)
-        result, fs = evaluate_model(model, split, cfg, device, modalities=modalities,
-                                    protocol=args.protocol, rerank=args.rerank or None,
-                                    score_norm=args.score_norm or None)
-        result["checkpoint"] = str(ckpt)
-        results.append(result)
-        feature_sets.append(fs)
+        for part in eval_parts(split):  # a joint config: every dataset on its own
+            result, fs = evaluate_model(model, part, cfg, device, modalities=modalities,
+                                        protocol=args.protocol, rerank=args.rerank or None,
+                                        score_norm=args.score_norm or None)
+            result["checkpoint"] = str(ckpt)
+            results.append(result)
+            feature_sets.append(fs)
     print(format_table(results))
     summary = {"results": [{k: v for k, v in r.items() if k != "ap"} for r in results]}
     if multi:
-        agg = evaluate_splits(feature_sets, protocol=results[0]["protocol"],
-                              metric=cfg.eval.metric, rerank=args.rerank or cfg.eval.rerank,
-                              score_norm=args.score_norm or cfg.eval.score_norm,
-                              score_norm_mode=cfg.eval.score_norm_mode)
-        summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")
-        print(f"mean over {len(splits)} splits: {agg.get('mean')}\nstd: {agg.get('std')}")
+        names = list(dict.fromkeys(r["dataset"] for r in results))
+        for name in names:  # one dataset, or each dataset of a joint config
+            mine = [fs for r, fs in zip(results, feature_sets, strict=True)
+                    if r["dataset"] == name]
+            protocol = next(r["protocol"] for r in results if r["dataset"] == name)
+            agg = evaluate_splits(mine, protocol=protocol, metric=cfg.eval.metric,
+                                  rerank=args.rerank or cfg.eval.rerank,
+                                  score_norm=args.score_norm or cfg.eval.score_norm,
+                                  max_rank=cfg.eval.max_rank,
+                                  score_norm_mode=cfg.eval.score_norm_mode)
+            if len(names) == 1:
+                summary["mean"], summary["std"] = agg.get("mean"), agg.get("std")
+            else:
+                summary.setdefault("mean", {})[name] = agg.get("mean")
+                summary.setdefault("std", {})[name] = agg.get("std")
+            print(f"{name} ({protocol}), mean over {len(mine)} splits: {agg.get('mean')}\n"
+                  f"std: {agg.get('std')}")
     if args.out:
         from videoreid.engine.builders import to_jsonable
 

@@ -67,8 +67,38 @@ def _camera_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(files: list[Path]) -> list:
+    """Load the files; refuse the same file twice and files of different datasets."""
+    from videoreid.utils.errors import UserError
+
+    seen: dict[Path, Path] = {}
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            raise UserError(f"{f} is given twice (as {seen[key]} and {f}); each split's file "
+                            "once, or the mean ± std would count it twice")
+        seen[key] = f
+    try:
+        sets = load_feature_sets(files)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    names = {(fs.dataset, fs.split) for fs in sets}
+    if len(names) < len(sets):
+        dup = [f"{p} ({fs.dataset} split {fs.split})" for p, fs in zip(files, sets, strict=True)]
+        raise UserError("several files hold the same dataset split: " + ", ".join(dup))
+    datasets = sorted({fs.dataset for fs in sets})
+    if len(datasets) > 1:
+        owners = ", ".join(f"{p}: {fs.dataset}" for p, fs in zip(files, sets, strict=True))
+        raise UserError(f"the files are of different datasets ({owners}); averaging them "
+                        "would mean nothing — evaluate each dataset on its own")
+    return sets
+
+
 def run(args: argparse.Namespace) -> int:
-    sets = load_feature_sets(args.files)
+    from videoreid.config import check_protocol
+
+    sets = _load(list(args.files))
+    check_protocol(sets[0].dataset, args.protocol, "--protocol")
     kw = dict(protocol=args.protocol, metric=args.metric, rerank=args.rerank, score_norm=args.score_norm,
               max_rank=args.max_rank, per_camera=args.per_camera, k1=args.k1, k2=args.k2,
               lambda_value=args.lambda_value, score_norm_mode=args.score_norm_mode)

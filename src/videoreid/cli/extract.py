@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"videoreid extract: {e}", file=sys.stderr)
         return 2
+    if isinstance(cfg.data.dataset, list):
+        print("videoreid extract: a feature file holds one dataset; `videoreid evaluate` "
+              "evaluates a joint config per dataset", file=sys.stderr)
+        return 2
     if cfg.data.split == "all":
         print("videoreid extract: choose one split (data.split=K); a feature file holds one",
               file=sys.stderr)

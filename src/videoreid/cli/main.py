@@ -2,6 +2,13 @@
 
 Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
 imported only when their subcommand runs, so ``videoreid --help`` stays fast.
+
+Errors for people: a :class:`~videoreid.utils.errors.UserError` (bad config, missing or
+damaged file, bad checkpoint, busy run folder), a missing path or a full disk is printed as
+one line ``videoreid <command>: error: <message>`` on stderr with exit code 2, without a
+traceback; ``--debug`` (anywhere on the command line) shows the traceback instead. Options
+and ``key=value`` overrides may be mixed in any order
+(``videoreid evaluate CFG --checkpoint X key=val``).
 """
 
 from __future__ import annotations
@@ -33,14 +40,45 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(prog="videoreid", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of user errors (config, files, checkpoints)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser, sub
 
 
+def _parse(sub: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Options and positionals in any order (overrides after options too) for every
+    subcommand; parsers that argparse cannot intermix (sub-commands) parse plainly. (A
+    module's ``INTERMIXED`` flag is no longer needed.)"""
+    try:
+        return sub.parse_intermixed_args(argv)
+    except TypeError:  # parsers with sub-commands cannot be intermixed
+        return sub.parse_args(argv)
+
+
+def _run(name: str, module: object, args: argparse.Namespace, debug: bool) -> int:
+    from videoreid.utils.errors import is_user_error
+
+    try:
+        return int(module.run(args) or 0)
+    except Exception as e:
+        if debug or not is_user_error(e):
+            raise
+        print(f"videoreid {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"videoreid {name}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser, _ = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
@@ -58,10 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     sub = argparse.ArgumentParser(prog=f"videoreid {name}", description=help_text)
     module.add_arguments(sub)
-    # modules with options AND trailing key=value positionals set INTERMIXED = True
-    parse = sub.parse_intermixed_args if getattr(module, "INTERMIXED", False) else sub.parse_args
-    args = parse(argv[1:])
-    return int(module.run(args) or 0)
+    sub.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    args = _parse(sub, argv[1:])
+    return _run(name, module, args, debug)
 
 
 if __name__ == "__main__":

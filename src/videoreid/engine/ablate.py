@@ -11,8 +11,9 @@ comment lines (see :func:`read_row_annotations`)::
 Run folders: ``<out>/<row>/seed<k>/`` is a normal run directory (``videoreid train``'s
 files) plus ``ablate_result.json``, written atomically once the run has finished. A row × seed
 with that file is not rerun (resumable); a run folder left by an interrupted run continues
-from its newest checkpoint (``train.resume=true``). A folder whose recorded config differs
-from the one asked for now is an error (never silently mixed).
+from its newest checkpoint (``train.resume=true``); one that failed before its first
+checkpoint starts afresh. A finished or resumable run whose recorded config differs from the
+one asked for now is an error (never silently mixed).
 
 Statistics (:func:`summarise`): per row the mean of mAP and rank-1 over seeds with a 95%
 Student-t interval (``mean ± t_{0.975, n-1} · s / √n``), and per row the paired difference
@@ -260,13 +261,21 @@ def load_row_config(path: str | Path, overrides: Sequence[str] = (), seed: int |
         raise ConfigError(f"row {Path(path).name}: {e}") from None
 
 
+def _has_checkpoint(run_dir: Path) -> bool:
+    from videoreid.engine.checkpoint import CheckpointManager
+
+    return (run_dir / "checkpoints").is_dir() and \
+        CheckpointManager(run_dir / "checkpoints").latest() is not None
+
+
 def _recorded_mismatch(run_dir: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     """Keys where the config recorded in ``run_dir`` differs from ``wanted`` (empty: same)."""
     recorded = None
     result = run_dir / RESULT_FILE
     if result.is_file():
         recorded = yaml.safe_load(result.read_text()).get("config")
-    elif (run_dir / "config.yaml").is_file():
+    elif (run_dir / "config.yaml").is_file() and _has_checkpoint(run_dir):
+        # an interrupted run that would be resumed; without checkpoints it starts afresh
         recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
     if recorded is None:
         return {}
@@ -359,7 +368,7 @@ def run_ablation(
         if not execute or (only_rows and r.row not in only_rows):
             continue
         wanted = config_to_dict(r.config)
-        if (r.run_dir / "checkpoints").is_dir():
+        if _has_checkpoint(r.run_dir):
             r.config.train.resume = True  # an interrupted run continues exactly
         log.info("ablate: running %s seed %d into %s", r.row, r.seed, r.run_dir)
         t0, c0 = time.perf_counter(), time.process_time()

@@ -42,9 +42,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videoreid.config import Config, ConfigError, config_to_dict, save_resolved
+from videoreid.config import Config, ConfigError, config_to_dict
+from videoreid.data.joint import eval_parts, join_splits
 from videoreid.data.tracklet import ReIDSplit, Tracklet
-from videoreid.engine.checkpoint import CheckpointManager, load_checkpoint
+from videoreid.engine.checkpoint import (
+    CheckpointManager,
+    CheckpointNotFoundError,
+    check_training_state,
+    load_checkpoint,
+)
 from videoreid.engine.distributed import (
     DistInfo,
     barrier,
@@ -61,9 +67,17 @@ from videoreid.engine.hooks import (
     HookBase,
     LRScheduleHook,
     ParamFreezeHook,
+    PreEvalCheckpointHook,
     TensorBoardHook,
 )
+from videoreid.engine.init_from import check_init_from, config_for_split, load_init
 from videoreid.engine.memory import apply_activation_checkpointing
+from videoreid.engine.run_dir import (
+    ResumeNoteHook,
+    RunFolder,
+    apply_optimizer_overrides,
+    check_run_folder,
+)
 from videoreid.engine.threads import apply_thread_plan, plan_threads
 from videoreid.engine.trainer import Trainer
 from videoreid.engine.weights_check import (
@@ -73,6 +87,7 @@ from videoreid.engine.weights_check import (
     weights_report,
 )
 from videoreid.models.backbones.weights import describe_weights
+from videoreid.utils.errors import CheckpointError, DatasetError, UserError
 from videoreid.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -82,6 +97,7 @@ __all__ = [
     "seed_everything",
     "git_revision",
     "write_run_info",
+    "collect_run_info",
     "inference_options",
     "prepare_data_root",
     "generate_in_subprocess",
@@ -99,6 +115,8 @@ __all__ = [
     "train_from_config",
     "load_model_from_checkpoint",
     "to_jsonable",
+    "apply_sync_bn",
+    "exclude_unused_parameters",
 ]
 
 # Aligned maps a model can consume besides the images: name → "module:function".
@@ -140,6 +158,15 @@ def git_revision(path: str | Path | None = None) -> str:
 def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
                    threads: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``run_info.json`` (git revision, versions, device, threads, command line)."""
+    info = collect_run_info(device, dist, threads)
+    atomic_write_json(Path(run_dir) / "run_info.json", info)
+    return info
+
+
+def collect_run_info(device: torch.device, dist: DistInfo,
+                     threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``run_info.json``: git revision, versions, device, threads, command
+    line."""
     info = {
         "git_revision": git_revision(),
         "torch": torch.__version__,
@@ -155,7 +182,6 @@ def write_run_info(run_dir: str | Path, device: torch.device, dist: DistInfo,
     }
     if threads is not None:
         info["threads"] = threads
-    atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
 
@@ -170,10 +196,10 @@ def prepare_data_root(cfg: Config) -> Path:
     otherwise it is an error (silently training on other data would be worse). Under DDP
     only rank 0 generates; the others wait.
     """
-    root = Path(cfg.data.root)
     synth = cfg.data.synth
     if synth is None:
-        return root
+        return Path(cfg.data.root)  # one dataset: a str (a mapping goes with a list, no synth)
+    root = Path(cfg.data.root)
     wanted = config_to_dict(synth)
     stamp = root / "synth_config.json"
     if get_dist_info().is_main:
@@ -230,20 +256,69 @@ def build_splits(cfg: Config) -> list[ReIDSplit]:
     """
     from videoreid.data.datasets.factory import build_dataset
 
-    ds = build_dataset(cfg.data.dataset, prepare_data_root(cfg), **cfg.data.dataset_args)
-    if cfg.data.split == "all":
-        splits = ds.splits()
+    if isinstance(cfg.data.dataset, list):
+        splits = _joint_splits(cfg)
     else:
-        k = int(cfg.data.split)
-        if not 0 <= k < ds.num_splits:
-            raise ConfigError(f"data.split={k} but {cfg.data.dataset} has {ds.num_splits} "
-                              f"split(s) (0..{ds.num_splits - 1}, or 'all')")
-        splits = [ds.split(k)]
+        root = prepare_data_root(cfg)
+        try:
+            ds = build_dataset(cfg.data.dataset, root, **cfg.data.dataset_args)
+        except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise DatasetError(str(e)) from e  # the loaders' messages name file and layout
+        if cfg.data.split == "all":
+            splits = ds.splits()
+        else:
+            k = int(cfg.data.split)
+            if not 0 <= k < ds.num_splits:
+                raise ConfigError(f"data.split={k} but {cfg.data.dataset} has {ds.num_splits} "
+                                  f"split(s) (0..{ds.num_splits - 1}, or 'all')")
+            splits = [ds.split(k)]
+        check_init_from(cfg, [cfg.data.dataset] if ds.num_splits > 1 else [], len(splits))
     if cfg.data.chunk_train is not None:
         from videoreid.data.temporal import split_into_chunks
 
         c = cfg.data.chunk_train
         splits = [replace(s, train=split_into_chunks(s.train, c.length, c.overlap)) for s in splits]
+    return splits
+
+
+def _joint_splits(cfg: Config) -> list[ReIDSplit]:
+    """``data.dataset`` as a list: one :class:`~videoreid.data.joint.JointSplit` per split index.
+
+    ``data.split`` selects the split of every multi-split dataset (``all``: each index in
+    turn); single-split datasets take part whole in every joint split.
+    """
+    from videoreid.data.datasets.factory import build_dataset
+
+    d = cfg.data
+    datasets = {}
+    for name in d.dataset:
+        root = d.root[name] if isinstance(d.root, dict) else d.root
+        try:
+            datasets[name] = build_dataset(name, root, **d.dataset_args.get(name, {}))
+        except ValueError as e:
+            raise ConfigError(f"data.dataset {name} (root {root}): {e}") from None
+    counts = {n: ds.num_splits for n, ds in datasets.items() if ds.num_splits > 1}
+    if len(set(counts.values())) > 1:
+        raise ConfigError(f"data.dataset: the multi-split datasets have different numbers of "
+                          f"splits {counts}; split k of each is joined, so they must agree")
+    num = next(iter(counts.values()), 1)
+    if d.split == "all":
+        indices = list(range(num))
+    else:
+        if not 0 <= int(d.split) < num:
+            raise ConfigError(f"data.split={d.split} but the multi-split datasets of "
+                              f"{d.dataset} have {num} split(s) (0..{num - 1}, or 'all')"
+                              if counts else f"data.split={d.split}: none of {d.dataset} has "
+                              "more than one split; use data.split=0")
+        indices = [int(d.split)]
+    check_init_from(cfg, sorted(counts), len(indices))
+    splits: list[ReIDSplit] = []
+    for k in indices:
+        parts = [replace(ds.split(k if n in counts else 0), name=n)
+                 for n, ds in datasets.items()]
+        splits.append(join_splits(parts))
     return splits
 
 
@@ -557,6 +632,7 @@ def evaluate_model(
         fs, protocol, e.metric,
         rerank=e.rerank if rerank is None else rerank,
         score_norm=e.score_norm if score_norm is None else score_norm,
+        max_rank=e.max_rank,
         score_norm_mode=e.score_norm_mode,
     ))
     result.setdefault("protocol", protocol)
@@ -575,14 +651,25 @@ def build_hooks(
 ) -> list[HookBase]:
     """The standard hook list, in the order that makes resume exact (checkpoint last)."""
     s = cfg.schedule
-    hooks: list[HookBase] = [
-        LRScheduleHook(name=s.name, milestones=list(s.milestones), gamma=s.gamma,
-                       step_size=s.step_size, warmup_epochs=s.warmup_epochs,
-                       warmup_factor=s.warmup_factor, min_factor=s.min_factor),
-    ]
+    if s.name == "plateau":
+        from videoreid.engine.plateau import PlateauLRHook
+
+        schedule: HookBase = PlateauLRHook(
+            monitor=s.monitor, patience=s.patience, threshold=s.threshold, gamma=s.gamma,
+            min_factor=s.min_factor, warmup_epochs=s.warmup_epochs,
+            warmup_factor=s.warmup_factor)
+    else:
+        schedule = LRScheduleHook(name=s.name, milestones=list(s.milestones), gamma=s.gamma,
+                                  step_size=s.step_size, warmup_epochs=s.warmup_epochs,
+                                  warmup_factor=s.warmup_factor, min_factor=s.min_factor)
+    hooks: list[HookBase] = [schedule]
     if freeze_specs:
         hooks.append(ParamFreezeHook(freeze_specs))
     if eval_fn is not None:
+        # the epoch is on disk before its evaluation runs (a failing evaluation loses nothing)
+        hooks.append(PreEvalCheckpointHook(
+            CheckpointManager(run_dir / "checkpoints", cfg.train.keep_last),
+            cfg.train.checkpoint_every, cfg.train.eval_every))
         hooks.append(EvalHook(cfg.train.eval_every, eval_fn))
     hooks.append(CSVLogHook(run_dir / "log.csv"))
     if TensorBoardHook.available():
@@ -592,20 +679,28 @@ def build_hooks(
     return hooks
 
 
-def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
+def _resume_state(cfg: Config, run_dir: Path, device: torch.device,
+                  ) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]] | None:
+    """``(path, state, skipped)`` of the checkpoint to resume from, or ``None``.
+
+    ``train.resume=true`` takes the newest intact checkpoint (damaged ones are skipped,
+    logged and returned); a path must load and be a training checkpoint.
+    """
     r = cfg.train.resume
     if r is False:
         return None
     if r is True:
-        latest = CheckpointManager(run_dir / "checkpoints").latest()
-        if latest is None:
+        found = CheckpointManager(run_dir / "checkpoints").latest_intact(device)
+        if found is None:
             log.info("train.resume=true but %s has no checkpoint; starting fresh",
                      run_dir / "checkpoints")
-        return latest
+        return found
     path = Path(r)
     if not path.is_file():
-        raise FileNotFoundError(f"train.resume: checkpoint {path} not found")
-    return path
+        raise CheckpointNotFoundError(f"train.resume: checkpoint {path} not found")
+    state = load_checkpoint(path, map_location=device)
+    check_training_state(state, path)
+    return path, state, []
 
 
 def train_split(
@@ -615,12 +710,19 @@ def train_split(
     device: torch.device,
     *,
     extra_hooks: Sequence[HookBase] = (),
+    run_folder: RunFolder | None = None,
 ) -> dict[str, Any]:
     """Train on one split, evaluate, write ``log.csv``, checkpoints and ``features.npz``.
 
+    ``run_folder`` (a :class:`~videoreid.engine.run_dir.RunFolder`) records a resume.
+
+    A joint split (several datasets) is evaluated per dataset, its features written as
+    ``features_<dataset>.npz``.
+
     Returns:
         ``{"metrics": {...}, "result": evaluation result, "features": FeatureSet | None,
-        "trainer": Trainer}`` (metrics and features on the main process).
+        "parts": {dataset: (result, FeatureSet)}, "trainer": Trainer}`` (metrics and features
+        on the main process; ``result``/``features`` only for a single dataset).
     """
     run_dir = Path(run_dir)
     dist = get_dist_info()
@@ -628,27 +730,46 @@ def train_split(
     modalities = build_modalities(cfg)
     train_tf, _ = build_transforms(cfg)
     num_classes = split.num_train_pids
+    cfg = config_for_split(cfg, split.split_index)  # {split} in init_from paths
     if not dist.is_main:
         barrier()  # rank 0 builds first: it downloads any published weights, once
     model = build_model_from_config(cfg, num_classes)
     if dist.is_main:
         barrier()
+    if cfg.train.init_from:
+        load_init(model, cfg.train.init_from)
     _check_and_record_weights(cfg, model, split)
+    if cfg.train.sync_bn:
+        model = apply_sync_bn(model, device, dist)
     apply_activation_checkpointing(model, cfg.train.activation_checkpointing)
     objective = build_objective_from_config(cfg, model, num_classes)
+    loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
+                                pin_memory=device.type == "cuda")
+    if dist.enabled:
+        exclude_unused_parameters(model, objective, loader.dataset, device)
     o = cfg.optim
     optimizer, freeze_specs = build_optimizer(
         model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
         momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
         param_groups=[config_to_dict(g) for g in o.param_groups])
-    loader = build_train_loader(cfg, split.train, train_tf, modalities, dist,
-                                pin_memory=device.type == "cuda")
+    fresh_groups = [{k: v for k, v in g.items() if k != "params"}
+                    for g in optimizer.param_groups]  # the config's values, for a resume
+    if freeze_specs and dist.enabled:
+        log.info("DDP: find_unused_parameters=True (fallback) because %s are frozen for the "
+                 "first epochs only", ", ".join(repr(s.prefix) for s in freeze_specs))
     last: dict[str, Any] = {}
 
+    parts = eval_parts(split)  # a joint split: every dataset under its own protocol
+
     def eval_fn(trainer: Trainer) -> dict[str, float]:
-        result, fs = evaluate_model(trainer.module, split, cfg, device, modalities=modalities)
-        last.update(result=result, features=fs)
-        return result["metrics"]
+        metrics: dict[str, float] = {}
+        for part in parts:
+            result, fs = evaluate_model(trainer.module, part, cfg, device, modalities=modalities)
+            last.setdefault("parts", {})[part.name] = (result, fs)
+            metrics.update(result["metrics"])
+        if len(parts) == 1:
+            last.update(result=result, features=fs)
+        return metrics
 
     hooks = build_hooks(cfg, run_dir, freeze_specs, eval_fn) + list(extra_hooks)
     trainer = Trainer(model, objective, optimizer, loader, device=device,
@@ -656,30 +777,98 @@ def train_split(
                       amp=cfg.train.amp, grad_clip=o.grad_clip, hooks=hooks, run_dir=run_dir,
                       progress=cfg.train.progress,
                       find_unused_parameters=bool(freeze_specs) and dist.enabled)
-    resume = _resume_path(cfg, run_dir)
+    resume = _resume_state(cfg, run_dir, device)
     stale = CheckpointManager(run_dir / "checkpoints").latest()
     if resume is None and stale is not None:
         raise ConfigError(f"{run_dir} already holds checkpoints ({stale.name}); set "
                           "train.resume=true to continue that run, or choose another output_dir")
     if resume is not None:
-        trainer.resume(resume)
+        _resume_trainer(trainer, cfg, resume, fresh_groups, run_folder)
     log.info("training %s on %s: %d train tracklets, %d ids, %d steps/epoch, %d epochs",
              cfg.model.name, split.describe(), len(split.train), num_classes,
              trainer.iters_per_epoch, cfg.train.epochs)
     trainer.train()
-    if dist.is_main and "features" not in last:  # resumed after the end, or epochs=0
+    if dist.is_main and "parts" not in last:  # resumed after the end, or epochs=0
         eval_fn(trainer)
     if dist.is_main:
-        last["features"].save(run_dir / "features.npz")
+        for name, (_, fs) in last["parts"].items():
+            fs.save(run_dir / ("features.npz" if len(parts) == 1 else f"features_{name}.npz"))
     barrier()
-    metrics = broadcast_object(last.get("result", {}).get("metrics", {}))
+    metrics = broadcast_object({k: v for r, _ in last.get("parts", {}).values()
+                                for k, v in r["metrics"].items()})
     return {"metrics": metrics, "result": last.get("result"), "features": last.get("features"),
-            "trainer": trainer}
+            "parts": last.get("parts", {}), "trainer": trainer}
+
+
+def apply_sync_bn(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
+    """``train.sync_bn``: BatchNorm statistics over every rank's batch (no-op with one rank).
+
+    torch's fused ``SyncBatchNorm`` serves plain BN layers on CUDA; on CPU (gloo) and for the
+    models' own BN subclasses, :mod:`videoreid.models.sync_bn`.
+    """
+    if not dist.enabled:
+        log.info("train.sync_bn=true has no effect in a single process (BN already sees the "
+                 "whole batch)")
+        return model
+    from videoreid.models.sync_bn import convert_sync_batchnorm
+
+    try:
+        return convert_sync_batchnorm(model, native=device.type == "cuda")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def exclude_unused_parameters(model: nn.Module, objective: nn.Module, dataset: Any,
+                              device: torch.device) -> list[str]:
+    """Probe one small training batch; parameters without a gradient stop requiring one.
+
+    Every rank probes the same batch (the probe's synchronised BN and OIM gather are
+    collectives, so all ranks must take part); the answers must agree, or the DDP reducers
+    would not (see :mod:`videoreid.engine.unused`).
+    """
+    from videoreid.data.clips import collate_clips
+    from videoreid.engine.unused import exclude_parameters, find_unused_parameters, probe_indices
+
+    batch = collate_clips([dataset[i] for i in probe_indices(dataset.pids)])
+    finish = getattr(getattr(dataset, "transform", None), "finish_batch", None)
+    names = find_unused_parameters(model, objective, batch, device, finish)
+    main = broadcast_object(names)
+    if main != names:
+        raise RuntimeError(f"ranks disagree on the parameters without a gradient: rank 0 "
+                           f"{main}, rank {get_dist_info().rank} {names}")
+    exclude_parameters(model, names)
+    return names
+
+
+def _weights_args(cfg: Config) -> dict[str, Any]:
+    """``model.args`` as the weights checks see them: ``train.init_from`` also supplies weights."""
+    args = dict(cfg.model.args)
+    if cfg.train.init_from:
+        args["init_from"] = cfg.train.init_from
+    return args
+
+
+def _resume_trainer(trainer: Trainer, cfg: Config,
+                    resume: tuple[Path, dict[str, Any], list[tuple[Path, str]]],
+                    fresh_groups: Sequence[Mapping[str, Any]],
+                    run_folder: RunFolder | None) -> None:
+    """Load a checkpoint into ``trainer``; apply and record ``train.resume_overrides``."""
+    path, state, skipped = resume
+    trainer.load_state_dict(state)
+    changed = []
+    if any(n == "optim" or n.startswith("optim.") for n in cfg.train.resume_overrides):
+        changed = apply_optimizer_overrides(trainer.optimizer, fresh_groups)
+    log.info("resumed from %s at epoch %d (step %d)%s", path, trainer.start_epoch, trainer.iter,
+             f"; optimiser changes: {', '.join(changed)}" if changed else "")
+    if run_folder is not None and get_dist_info().is_main:
+        note = run_folder.note_resume(trainer.start_epoch, path, skipped, changed)
+        if run_folder.changes or skipped:
+            trainer.register_hooks([ResumeNoteHook(note, trainer.start_epoch)])
 
 
 def _check_and_record_weights(cfg: Config, model: nn.Module, split: ReIDSplit) -> None:
     """Refuse unset weights on a full-size backbone; log and record what initialised it."""
-    refuse_random_backbones(model, cfg.model.name, cfg.model.args)
+    refuse_random_backbones(model, cfg.model.name, _weights_args(cfg))
     report = weights_report(model)
     for name, info in report.items():
         log.info("weights of %s: %s", name, describe_weights(info))
@@ -711,7 +900,7 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
         the content of ``metrics.json`` (on every rank) plus ``table``, the results table
         of ``evaluation.protocol.format_table`` (per split and mean ± std for ``"all"``).
     """
-    check_pretrained_choice(cfg.model.name, cfg.model.args)  # before any data is read
+    check_pretrained_choice(cfg.model.name, _weights_args(cfg))  # before any data is read
     dist, device = init_distributed(cfg.train.device)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     thread_plan = plan_threads(cfg.data.workers, cfg.train.threads,
@@ -728,18 +917,48 @@ def train_from_config(cfg: Config) -> dict[str, Any]:
 def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
                        thread_plan: Any) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(cfg, run_dir)
-        write_run_info(run_dir, device, dist, threads=thread_plan.as_dict())
+    # writes nothing: lock, occupancy, resume config diff (rank 0 only: other ranks would
+    # race with its lock)
+    changes = check_run_folder(cfg) if dist.is_main else {}
     splits = build_splits(cfg)
+    if dist.is_main:  # rank 0 alone: it fetches any published weights first (train_split)
+        _check_model(cfg, splits[0])
+    with RunFolder(cfg, changes) as folder:
+        if dist.is_main:  # every start-up check passed: lock and write the run files
+            folder.start(collect_run_info(device, dist, threads=thread_plan.as_dict()))
+        barrier()
+        return _train_splits(cfg, splits, run_dir, device, dist, folder)
+
+
+def _check_model(cfg: Config, split: ReIDSplit) -> None:
+    """Build model, objective and optimiser once, so their config errors come before any
+    file is written (not after the run folder was set up)."""
+    try:
+        model = build_model_from_config(cfg, split.num_train_pids)
+        refuse_random_backbones(model, cfg.model.name, cfg.model.args)
+        objective = build_objective_from_config(cfg, model, split.num_train_pids)
+        o = cfg.optim
+        build_optimizer(model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
+                        momentum=o.momentum, nesterov=o.nesterov, betas=o.betas,
+                        param_groups=[config_to_dict(g) for g in o.param_groups])
+    except (TypeError, ValueError, KeyError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise ConfigError(f"model {cfg.model.name!r} {cfg.model.args}: {e}") from e
+
+
+def _train_splits(cfg: Config, splits: Sequence[ReIDSplit], run_dir: Path,
+                  device: torch.device, dist: DistInfo, folder: RunFolder) -> dict[str, Any]:
     per_split, feature_sets, results = [], [], []
+    by_dataset: dict[str, list[tuple[Any, Any]]] = {}  # joint training: per dataset
     for split in splits:
         split_dir = run_dir if cfg.data.split != "all" else run_dir / f"split{split.split_index}"
-        out = train_split(cfg, split, split_dir, device)
+        out = train_split(cfg, split, split_dir, device, run_folder=folder)
         per_split.append(out["metrics"])
         feature_sets.append(out["features"])
         results.append(out["result"])
+        for name, (result, fs) in out["parts"].items():
+            by_dataset.setdefault(name, []).append((result, fs))
         del out  # the trainer (model, loader) of this split is no longer needed
     summary: dict[str, Any] = {"dataset": splits[0].name, "model": cfg.model.name,
                                "splits": [s.split_index for s in splits],
@@ -748,10 +967,14 @@ def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
     if dist.is_main:
         from videoreid.evaluation.protocol import evaluate_splits, format_table
 
-        if len(splits) > 1:
+        if len(by_dataset) > 1:  # joint training: each dataset under its own protocol
+            summary["datasets"] = sorted(by_dataset)
+            table = _joint_summary(cfg, by_dataset, summary)
+        elif len(splits) > 1:
             protocol = cfg.eval.protocol or splits[0].protocol
             agg = evaluate_splits(feature_sets, protocol=protocol, metric=cfg.eval.metric,
                                   rerank=cfg.eval.rerank, score_norm=cfg.eval.score_norm,
+                                  max_rank=cfg.eval.max_rank,
                                   score_norm_mode=cfg.eval.score_norm_mode)
             summary["protocol"] = protocol
             summary["mean"] = to_jsonable(agg.get("mean"))
@@ -762,6 +985,30 @@ def _train_from_config(cfg: Config, dist: DistInfo, device: torch.device,
         atomic_write_json(run_dir / "metrics.json", to_jsonable(summary))
     summary["table"] = table
     return broadcast_object(to_jsonable(summary))
+
+
+def _joint_summary(cfg: Config, by_dataset: Mapping[str, list[tuple[Any, Any]]],
+                   summary: dict[str, Any]) -> str:
+    """Per-dataset results (mean ± std over splits when several) into ``summary``; the table."""
+    from videoreid.evaluation.protocol import evaluate_splits, format_table
+
+    rows: list[dict[str, Any]] = []
+    if len(next(iter(by_dataset.values()))) > 1:
+        summary["mean"], summary["std"], summary["protocol"] = {}, {}, {}
+        for name, runs in by_dataset.items():
+            protocol = runs[0][0]["protocol"]
+            agg = evaluate_splits([fs for _, fs in runs], protocol=protocol,
+                                  metric=cfg.eval.metric, rerank=cfg.eval.rerank,
+                                  score_norm=cfg.eval.score_norm,
+                                  score_norm_mode=cfg.eval.score_norm_mode)
+            summary["mean"][name] = to_jsonable(agg.get("mean"))
+            summary["std"][name] = to_jsonable(agg.get("std"))
+            summary["protocol"][name] = protocol
+            rows.append(agg)
+    else:
+        rows = [runs[0][0] for runs in by_dataset.values()]
+        summary["protocol"] = {name: runs[0][0]["protocol"] for name, runs in by_dataset.items()}
+    return format_table(rows)
 
 
 def _without_published_weights(cfg: Config) -> Config:
@@ -784,9 +1031,13 @@ def load_model_from_checkpoint(cfg: Config, checkpoint: str | Path, num_classes:
     state = load_checkpoint(checkpoint, map_location="cpu")
     weights = state.get("model", state)
     model = build_model_from_config(_without_published_weights(cfg), num_classes)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as e:  # shape mismatch, not tensors
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+                              f"{cfg.model.args}: {str(e).splitlines()[0][:300]}") from e
     if unexpected or missing:
-        raise ConfigError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit model {cfg.model.name} "
                           f"{cfg.model.args}: missing {list(missing)[:8]}, unexpected "
                           f"{list(unexpected)[:8]}")
     return model.to(device)

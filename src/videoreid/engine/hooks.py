@@ -46,6 +46,7 @@ __all__ = [
     "FreezeSpec",
     "ParamFreezeHook",
     "CheckpointHook",
+    "PreEvalCheckpointHook",
     "EvalHook",
     "CSVLogHook",
     "TensorBoardHook",
@@ -265,6 +266,40 @@ class CheckpointHook(HookBase):
             if t.dist.is_main:
                 self.last_path = self.manager.save(done, t.state_dict())
                 log.info("saved checkpoint %s", self.last_path)
+            barrier()
+
+
+class PreEvalCheckpointHook(HookBase):
+    """Save the epoch's checkpoint BEFORE evaluation, so a failing evaluation loses no epoch.
+
+    Place it right before :class:`EvalHook`. At epochs where both a checkpoint
+    (``every``, and the last epoch) and an evaluation (``eval_every``, and the last epoch) are
+    due, it writes the checkpoint with the epoch's log row so far under
+    ``"pending_epoch_log"``. Resuming from such a file (the evaluation or anything after it
+    failed or was killed) first runs the hooks after this one for that epoch — the
+    evaluation, the log row, the final checkpoint — then continues; the final
+    :class:`CheckpointHook` rewrites the same file complete. ``resume_point`` marks this hook
+    for the trainer.
+    """
+
+    resume_point = True
+
+    def __init__(self, manager: CheckpointManager, every: int = 1, eval_every: int = 0) -> None:
+        self.manager = manager
+        self.every = max(1, int(every))
+        self.eval_every = int(eval_every)
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        done = t.epoch + 1
+        last = done == t.max_epochs
+        eval_due = last or (self.eval_every > 0 and done % self.eval_every == 0)
+        if eval_due and (last or done % self.every == 0):
+            if t.dist.is_main:
+                state = t.state_dict()
+                state["pending_epoch_log"] = dict(t.epoch_log)
+                path = self.manager.save(done, state)
+                log.info("saved checkpoint %s (before evaluation)", path)
             barrier()
 
 

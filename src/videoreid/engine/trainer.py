@@ -57,14 +57,16 @@ from videoreid.engine.distributed import (
     wrap_ddp,
 )
 from videoreid.engine.hooks import HookBase
+from videoreid.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "NonFiniteLossError", "move_to_device", "outputs_to_float"]
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; the message names the step, the terms and the checkpoint."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """The loss became NaN/inf; the message names the step, the terms and the checkpoint
+    (a :class:`UserError`: the CLI prints it without a traceback)."""
 
 
 def move_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -180,6 +182,7 @@ class Trainer:
         self.epoch_log: dict[str, Any] = {}
         self.metrics: dict[str, Any] = {}
         self._pending_rng: dict[str, Any] | None = None
+        self._pending_epoch_log: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- hooks
 
@@ -239,6 +242,8 @@ class Trainer:
         if "sampler" in state and sampler is not None and hasattr(sampler, "load_state_dict"):
             sampler.load_state_dict(state["sampler"])
         self._pending_rng = state.get("rng")
+        # saved before this epoch's evaluation (PreEvalCheckpointHook): finish the epoch first
+        self._pending_epoch_log = state.get("pending_epoch_log")
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint written by :class:`~videoreid.engine.hooks.CheckpointHook`."""
@@ -254,6 +259,8 @@ class Trainer:
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
+        if self._pending_epoch_log is not None:
+            self._finish_pending_epoch()
         for epoch in range(self.start_epoch, self.max_epochs):
             self.epoch = epoch
             self.epoch_log = {"epoch": epoch + 1}
@@ -263,6 +270,17 @@ class Trainer:
             self._call("after_epoch")
         self._call("after_train")
         return self.metrics
+
+    def _finish_pending_epoch(self) -> None:
+        """Run the ``after_epoch`` hooks after the resume point for the checkpoint's epoch."""
+        self.epoch = self.start_epoch - 1
+        self.epoch_log = dict(self._pending_epoch_log)
+        self._pending_epoch_log = None
+        marks = [i for i, h in enumerate(self.hooks) if getattr(h, "resume_point", False)]
+        log.info("finishing epoch %d (its checkpoint was written before evaluation)",
+                 self.start_epoch)
+        for h in self.hooks[marks[-1] + 1 if marks else 0:]:
+            h.after_epoch()
 
     def _new_pass(self) -> Iterator[Any]:
         for owner in (getattr(self.train_loader, "batch_sampler", None),

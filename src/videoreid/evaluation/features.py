@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,8 +182,9 @@ class FeatureSet:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable .npz feature file ({e})") from e
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not a readable .npz feature file (truncated or damaged: "
+                             f"{type(e).__name__}: {e})") from e
         missing = [k for k in KEYS if k not in data]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}; a feature file holds {list(KEYS)}")

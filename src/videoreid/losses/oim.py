@@ -11,6 +11,12 @@ applied sequentially. The logits of the current step use the table before the up
 in the reference. The table starts at zero and lives in a buffer, so it is checkpointed
 with the objective's ``state_dict``.
 
+Several processes (DDP): each rank's features and labels are all-gathered before the update,
+which then runs over the concatenated batch in rank order on every rank. Every rank (and so
+the checkpoint) holds the same table — the table one process would hold after updating with
+the global batch in that order. The logits still use only the local features (against the
+shared table), as DDP's per-rank loss does.
+
 Not implemented: the circular queue of unlabeled identities (person search only; video
 re-id training sets are fully labelled).
 """
@@ -22,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoreid.models.output import ReIDOutput
+from videoreid.utils.collectives import all_gather_cat
 
 
 class OIMLoss(nn.Module):
@@ -66,7 +73,9 @@ class OIMLoss(nn.Module):
         logits = self.scalar * (x @ self.lut.t())
         loss = F.cross_entropy(logits, labels)
         if self.training:
-            self.update(x.detach(), labels)
+            # Under DDP every rank applies the same update, from all ranks' features in rank
+            # order, so the tables (and the checkpoint, written by rank 0) stay identical.
+            self.update(all_gather_cat(x.detach()), all_gather_cat(labels))
         return loss
 
     @torch.no_grad()

@@ -33,7 +33,11 @@ AlignNet + TAP = ``parts=True, temporal="tap"``.
 ``"tap/parts"`` ``(B, T)`` (the sigmoid weights in (0, 1); 0 on padded frames) when TAP is
 used; with ``separate_part_tap`` ``"tap/parts/upper"``, ``".../middle"``, ``".../lower"``.
 
-Decisions where the paper is ambiguous:
+Decisions where the paper is ambiguous (the same table, with the paper's words and the
+switch for each other reading, is in docs/methods/alignnet.md). The defaults differ from the
+printed equations in three places — ``paf_mode="abs"`` (eq. 2), ``part_pool="sum"`` (eq. 5),
+``tap_pooling="weighted_mean"`` (eq. 7) — and ``configs/alignnet/ablation/table1b_mars/
+04_alignnet_tap_printed_equations.yaml`` runs the method with all three as printed:
 
 * **Set lists (eq. 2).** The upper-body limb list names "L-eye ↔ nose" twice; a set has it
   once, so ``S_u`` has 5 limbs. Limbs the paper lists nowhere (neck–shoulders,
@@ -68,6 +72,11 @@ Decisions where the paper is ambiguous:
   uses ``Σ w f / Σ w`` over real frames (the descriptor's scale then does not depend on the
   clip length, which matters when 15-frame test chunks are averaged); ``"sum"`` is eq. 7 as
   printed.
+* **TAP per part (sec. 3.3).** The paper applies one TAP to ``f_{a,u}`` and uses its weights
+  for all three parts (it "experimented with learning separate TAP nets for each
+  component"); ``separate_part_tap=True`` gives each part its own TAP on ``f_a ⊙ r̄_r``.
+* **Score normalisation** (table 2) combines the row and column z-scores symmetrically by
+  default; ``eval.score_norm_mode`` selects ``sequential``, ``row`` or ``column``.
 * **TAP widths.** The paper gives none. ``tap_hidden`` (256) is the width of both convs; the
   channel mean of the second conv's output is linear, so its width only changes the
   parametrisation. Padded frames skip TAP (and its BatchNorm) and get weight 0.

@@ -105,6 +105,14 @@ from videoreid.models.backbones.base import Backbone
 from videoreid.models.backbones.resnet import build_backbone
 from videoreid.models.layers import fold_time, masked_mean, unfold_time
 from videoreid.models.output import ReIDOutput
+from videoreid.models.sync_bn import (
+    SyncBatchNorm,
+    batch_norm_rows,
+    folded_affine,
+    global_moments,
+    update_running_stats,
+)
+from videoreid.utils.collectives import all_reduce_sum
 
 RELATIONS: tuple[str, ...] = ("difference", "inner_product", "raw_inner_product")
 RELATION_IMPLS: tuple[str, ...] = ("projected", "naive")
@@ -129,6 +137,21 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
     relation path uses. See the module docstring for the derivation.
     """
 
+    # train.sync_bn (``to_sync``): statistics over the groups of every rank. Groups never
+    # span ranks, so the per-group terms stay local and only their sums are all-reduced:
+    # the result equals one process on the concatenated batch.
+    sync: bool = False
+
+    def to_sync(self) -> PairDifferenceBatchNorm:
+        """This module with its batch statistics pooled over all ranks (``train.sync_bn``)."""
+        self.sync = True
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.sync:  # the naive path's materialised pairs, pooled over ranks
+            return batch_norm_rows(self, x)
+        return super().forward(x)
+
     def pair_statistics(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Batch mean and population variance of ``{u_gi − v_gj}`` over ``g, i, j``.
 
@@ -137,14 +160,22 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
         Returns:
             mean ``(K,)``, variance ``(K,)`` (float32 or wider).
         """
+        mean, var, _ = self._pair_moments(u, v)
+        return mean, var
+
+    def _pair_moments(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, int]:
+        """:meth:`pair_statistics` plus the number of groups they cover (all ranks' if synced)."""
         dtype = torch.promote_types(u.dtype, torch.float32)
         u, v = u.to(dtype), v.to(dtype)
         mu_u, mu_v = u.mean(1), v.mean(1)  # (G, K)
         within = u.var(1, unbiased=False) + v.var(1, unbiased=False)  # exact over the i×j grid
         group_mean = mu_u - mu_v
+        if self.sync:
+            gm_mean, gm_var, groups = global_moments(group_mean)
+            return gm_mean, all_reduce_sum(within.sum(0)) / groups + gm_var, groups
         mean = group_mean.mean(0)
         var = within.mean(0) + group_mean.var(0, unbiased=False)
-        return mean, var
+        return mean, var, u.shape[0]
 
     def pairwise(self, u: Tensor, v: Tensor, relu: bool = False) -> Tensor:
         """``BN(u_gi − v_gj)`` for every ``g, i, j``.
@@ -168,36 +199,20 @@ class PairDifferenceBatchNorm(nn.BatchNorm1d):
                 raise ValueError(
                     f"Expected more than 1 value per channel when training, got {n} pairs"
                 )
-            mean, var = self.pair_statistics(u, v)
+            mean, var, groups = self._pair_moments(u, v)
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean.detach(), var.detach(), n)
+                self._update_running_stats(mean.detach(), var.detach(), groups * m * m)
         else:
             mean, var = self.running_mean, self.running_var
-        scale = torch.rsqrt(var + self.eps)
-        if self.affine:
-            scale = scale * self.weight
-        shift = -mean * scale
-        if self.affine:
-            shift = shift + self.bias
+        scale, shift = folded_affine(self, mean, var)
         a = (u * scale + shift).to(u.dtype)
         b = (v * scale).to(v.dtype)
         out = a.unsqueeze(2) - b.unsqueeze(1)
         return out.relu_() if relu else out
 
-    @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor, n: int) -> None:
-        # Mirrors torch.nn.modules.batchnorm._BatchNorm.forward + F.batch_norm.
-        assert self.num_batches_tracked is not None
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            factor = 1.0 / float(self.num_batches_tracked)
-        else:
-            factor = self.momentum
-        if self.running_mean is not None:
-            self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-        if self.running_var is not None:
-            unbiased = var * (n / (n - 1))
-            self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        # As torch.nn.modules.batchnorm._BatchNorm.forward + F.batch_norm do for n values.
+        update_running_stats(self, mean, var, n)
 
 
 def _embedding(channels: int, out: int) -> nn.Sequential:
@@ -210,6 +225,10 @@ class _TokenBN(nn.BatchNorm1d):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+    def to_sync(self) -> SyncBatchNorm:
+        """The synchronised form (``train.sync_bn``): same layout, statistics over all ranks."""
+        return SyncBatchNorm.from_module(self, channel_dim=-1)
 
 
 class RelationModule(nn.Module):

@@ -22,6 +22,8 @@ underscores (``0001C6F0099X30823.jpg``) is accepted too.
 Decisions:
     - Frames are ordered by the ``F`` index; camera and pid come from the file names and must
       agree with the pid folder and across the frames of a tracklet (else ``ValueError``).
+      Two frames with the same ``F`` index in one tracklet are an error naming both files
+      (their order, hence every clip, would be arbitrary).
     - ``meta["distractor"]`` is True when any frame carries the ``D`` flag.
     - Evaluation uses the ``market`` rule (same pid & same camera removed from the gallery).
 """
@@ -110,6 +112,13 @@ class DukeMTMCVideoReID(ReIDDataset):
             for tdir in tracklet_dirs:
                 path = folder / pid_dir / tdir
                 names, parsed = listing(path)
+                seen: dict[int, str] = {}
+                for n, (f, _, _, _) in zip(names, parsed, strict=True):
+                    if f in seen:
+                        raise ValueError(
+                            f"DukeMTMC-VideoReID: {path / seen[f]} and {path / n} have the same "
+                            f"frame index F{f:04d}; one tracklet holds each frame index once")
+                    seen[f] = n
                 pids = {p for _, p, _, _ in parsed}
                 cams = {c for _, _, c, _ in parsed}
                 if pids != {pid}:

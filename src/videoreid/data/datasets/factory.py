@@ -24,6 +24,9 @@ DATASETS: dict[str, type[ReIDDataset]] = {
     "prid2011": PRID2011,
     "folder": FolderDataset,
     "market1501": Market1501,
+    # image sets released in the Market-1501 layout (for joint image pre-training)
+    "dukemtmc_reid": Market1501,
+    "cuhk03_np": Market1501,
 }
 
 

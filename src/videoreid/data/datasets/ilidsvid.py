@@ -28,7 +28,11 @@ Decisions:
     - Frame number = the digits before the extension; pid/camera in the name must match the
       folders.
     - Every id named by a split must have a tracklet in both cameras (else an error naming
-      the missing folder); cam2 persons never named by any split are not loaded.
+      the missing folder).
+    - Every person folder (cam1 and cam2) must be covered by the split file: the indices are
+      positions in the sorted cam1 folder list, so an extra or missing folder would silently
+      shift every split's identities. A folder no split names, or a split file indexing
+      fewer persons than there are folders, is an error naming the folders.
     - Default protocol ``cross_camera``: query cam1 tracklets of test ids vs cam2 gallery.
 """
 
@@ -127,6 +131,22 @@ class ILIDSVID(ReIDDataset):
             raise ValueError(f"iLIDS-VID: no personNNN folders in {cam_dirs[0]}. Expected layout:\n{LAYOUT}")
         idx = load_split_matrix(split_path, len(persons))
         used = sorted({int(i) for i in idx.ravel()})
+        uncovered = [persons[i] for i in sorted(set(range(len(persons))) - set(used))]
+        cam2_only = sorted(p for p in list_subdirs(cam_dirs[1])
+                           if _PERSON_RX.fullmatch(p) and p not in set(persons))
+        if uncovered or cam2_only:
+            raise ValueError(
+                f"iLIDS-VID: {split_path} indexes {len(used)} persons, but "
+                + (f"{len(uncovered)} cam1 person folder(s) are not covered by any split "
+                   f"({', '.join(uncovered[:5])}{', ...' if len(uncovered) > 5 else ''}); "
+                   if uncovered else "")
+                + (f"{len(cam2_only)} cam2 person folder(s) have no cam1 folder "
+                   f"({', '.join(cam2_only[:5])}{', ...' if len(cam2_only) > 5 else ''}); "
+                   if cam2_only else "")
+                + f"the split indices are positions in the sorted list of the "
+                f"{len(persons)} cam1 person folders, so every split's identities would "
+                f"shift. Remove the extra folders (or restore the missing ones). Expected "
+                f"layout:\n{LAYOUT}")
 
         listing = FrameListing(regex_frame_parser(_FRAME_RX, "'cam1_person001_00317.png'"), "iLIDS-VID")
         # tracklets[person index] = (cam1 tracklet, cam2 tracklet)

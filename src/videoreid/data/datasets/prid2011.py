@@ -30,6 +30,10 @@ Decisions:
       ``n // 2`` persons and train = the rest (train gets the odd one). The file is written
       atomically beside the data and the derivation is logged; if the folder is read-only
       the splits are kept in memory and a warning says so.
+    - Person folders that no split names are reported (counted per camera in a log line),
+      not an error: the official release holds 385 cam_a and 749 cam_b folders of which the
+      video protocol uses 178 pairs, and its split file names persons, not positions, so
+      extra folders cannot shift a split (unlike iLIDS-VID's index-based file).
     - pid = the person number (``person_0042`` → 42); train pids relabelled per split.
       camid: cam_a → 0, cam_b → 1. Frame number = the file stem.
 """
@@ -193,6 +197,11 @@ class PRID2011(ReIDDataset):
                     "(seed %d, %d persons %s with >= %d frames in each)",
                     split_path, e, num_splits, seed, len(qualified), shared_rule, min_frames,
                 )
+        named = {p for d in splits for p in d["train"] + d["test"]}
+        outside = [sum(p not in named for p in list_subdirs(cd)) for cd in cam_dirs]
+        if any(outside):
+            logger.info("PRID2011: %d cam_a and %d cam_b person folders are in no split of %s "
+                        "(not loaded)", outside[0], outside[1], split_path)
         for s, d in enumerate(splits):
             train = [tracklet(p, c) for p in sorted(d["train"]) for c in (0, 1)]
             test = sorted(d["test"])
