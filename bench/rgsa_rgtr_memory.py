@@ -70,6 +70,33 @@ def _reset_peak() -> bool:
         return False
 
 
+def steady_state_steps(step, zero, reps: int) -> tuple[list[float], list[float], list[int]]:
+    """Run ``step`` once (warm-up) and ``reps`` more times, each after ``zero`` (which frees
+    the previous gradients, so they count in the peak).
+
+    Returns:
+        wall times and CPU times of every step (warm-up first), and the peak resident-set
+        growth in KiB of each measured step (empty when VmHWM cannot be reset).
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    step()  # warm-up (allocates grads / Adam state)
+    times, cpu = [time.perf_counter() - t0], [time.process_time() - c0]
+    peaks = []
+    for _ in range(reps):
+        zero()
+        _trim()
+        before = _rss_kb("VmRSS")
+        ok = _reset_peak()
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        hwm = _rss_kb("VmHWM")
+        if ok and before is not None and hwm is not None:
+            peaks.append(hwm - before)
+    return times, cpu, peaks
+
+
 def _worker(kind: str, impl: str, batch: int, seq_len: int, reps: int, threads: int) -> dict:
     import torch
 
@@ -136,23 +163,9 @@ def _worker(kind: str, impl: str, batch: int, seq_len: int, reps: int, threads: 
     saved_bytes = sum(saved.values())
 
     first_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0, c0 = time.perf_counter(), time.process_time()
-    step()  # warm-up (allocates grads / Adam state)
-    times, cpu = [time.perf_counter() - t0], [time.process_time() - c0]
+    times, cpu, peaks = steady_state_steps(step, zero, reps)
+    # without a VmHWM reset: the growth of the lifetime peak, which the warm-up step sets
     first_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - first_before
-    peaks = []
-    for _ in range(reps):
-        zero()  # frees last step's gradients before the baseline is read: they count in the peak
-        _trim()
-        before = _rss_kb("VmRSS")
-        ok = _reset_peak()
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        hwm = _rss_kb("VmHWM")
-        if ok and before is not None and hwm is not None:
-            peaks.append(hwm - before)
     peak_kb = max(peaks) if peaks else first_peak_kb
     return {
         "kind": kind,

@@ -935,7 +935,7 @@ def _check_model(cfg: Config, split: ReIDSplit) -> None:
     file is written (not after the run folder was set up)."""
     try:
         model = build_model_from_config(cfg, split.num_train_pids)
-        refuse_random_backbones(model, cfg.model.name, cfg.model.args)
+        refuse_random_backbones(model, cfg.model.name, _weights_args(cfg))
         objective = build_objective_from_config(cfg, model, split.num_train_pids)
         o = cfg.optim
         build_optimizer(model, objective, name=o.name, lr=o.lr, weight_decay=o.weight_decay,

@@ -15,8 +15,8 @@ path, SHA-256, URL); the trainer writes it into ``run_info.json`` under ``"weigh
 from __future__ import annotations
 
 import inspect
-import os
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any

@@ -132,6 +132,10 @@ def _load_run(run_dir: Path) -> _Run:
         cfg = load_config(cfg_path, check=False)
     except ConfigError as e:
         raise ReportError(f"{cfg_path}: {e}") from None
+    if isinstance(cfg.data.dataset, list):
+        raise ReportError(f"{run_dir}: a joint run over {cfg.data.dataset}; the report covers "
+                          "one dataset (this run's features are in features_<dataset>.npz, and "
+                          "`videoreid evaluate` evaluates each dataset)")
     dirs = [run_dir] if (run_dir / "features.npz").is_file() else sorted(
         (d for d in run_dir.glob("split*") if (d / "features.npz").is_file()),
         key=lambda d: int(d.name[5:]) if d.name[5:].isdigit() else 10**9)
