@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL_ARGS, tiny_model
+from tiny_models import TINY_MODEL_ARGS, tiny_model
 
 from videoreid.data.decode import decode_image
 from videoreid.evaluation.features import FeatureSet
