@@ -250,7 +250,11 @@ def model_only(name: str, clips: int, repeats: int, gemm_n: int, threads: int,
     for k, note in notes.items():
         if k not in best:
             rows.append(dict(model=desc, case=k, note=note, load=os.getloadavg()[0]))
-    print(f"  {desc}: done ({load()})", file=sys.stderr)
+    for r in rows:  # as soon as measured (the full table follows at the end)
+        if "fps" in r:
+            print(f"  {desc} | {r['case']}: {r['fps']:.1f} frames/s, {100 * r['frac']:.0f}% of "
+                  f"the best fp32 GEMM ({r['gemm']:.0f} GFLOP/s), {r['vs_plain']:.2f}x plain "
+                  f"({load()})", file=sys.stderr, flush=True)
     return rows
 
 
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                            not args.no_onnx)
     bf16 = gemm_gflops(args.gemm, torch.bfloat16)
     g_bf16 = max(bf16() for _ in range(3))
-    print("\n## model only (best of %d, interleaved with the fp32 GEMMs)" % args.repeats)
+    print(f"\n## model only (best of {args.repeats}, interleaved with the fp32 GEMMs)")
     print("| model | case | frames/s | GFLOP/frame | GFLOP/s | best fp32 GEMM GFLOP/s | "
           "fraction of GEMM | vs plain | load | note |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")

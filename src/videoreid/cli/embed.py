@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="auto: bf16 where the device computes it natively, else fp32")
 
 
 def _fail(msg: str) -> int:
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                      "pairs (one per camera)")
     try:
         predictor = Predictor(args.model, device=args.device, batch_size=args.batch_size,
-                              workers=args.workers)
+                              workers=args.workers, precision=args.precision)
     except (PackageError, NotImplementedError) as e:
         return _fail(str(e))
     split = None

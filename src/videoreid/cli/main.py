@@ -80,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     parser, _ = build_parser()
+    if argv[:1] == ["--version"]:
+        from videoreid import __version__
+
+        print(f"videoreid {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")

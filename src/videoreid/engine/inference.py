@@ -125,7 +125,7 @@ def _bf16_matmul_speedup(n: int = 256, reps: int = 5) -> float:
     return times[torch.float32] / max(times[torch.bfloat16], 1e-12)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bf16_is_fast(device: str = "cpu") -> tuple[bool, str]:
     """Whether ``device`` computes bfloat16 natively (so bf16 autocast is a speed-up).
 

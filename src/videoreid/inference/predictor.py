@@ -131,7 +131,8 @@ class Predictor:
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         batch_size: clips per forward pass (bounds memory).
         workers: DataLoader workers decoding clips.
-        amp: autocast mode for the forward pass (``"none"``, ``"bf16"``, ``"fp16"``).
+        precision: ``"auto"`` (bf16 where the device computes it natively, else fp32),
+            ``"fp32"``, ``"bf16"``, ``"fp16"`` (see :mod:`videoreid.engine.inference`).
 
     Attributes:
         model: the rebuilt model (eval mode). package: its :class:`ModelPackage`.
@@ -139,7 +140,7 @@ class Predictor:
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], device: str | torch.device = "auto",
-                 batch_size: int = 32, workers: int = 0, amp: str = "none") -> None:
+                 batch_size: int = 32, workers: int = 0, precision: str = "auto") -> None:
         from videoreid.data.temporal import build_plan
         from videoreid.data.transforms import ClipTransform
         from videoreid.inference.package import load_model
@@ -157,7 +158,7 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.workers = int(workers)
-        self.amp = amp
+        self.precision = precision
         extra = [m for m in self.package.modalities if m != "images"]
         unsupported = [m for m in extra if m != "flow"]
         if unsupported:
@@ -205,5 +206,5 @@ class Predictor:
             return extract_features(
                 self.model, tracks, self.plan, self.transform, batch_size=self.batch_size,
                 device=self.device, normalize=self.normalize, workers=self.workers,
-                modalities=self._modalities(scratch) or None, amp=self.amp,
+                modalities=self._modalities(scratch) or None, precision=self.precision,
                 progress=progress, desc="embed")

@@ -196,9 +196,13 @@ def composite_part_maps(pose: Tensor, paf_mode: str = "abs") -> Tensor:
 
 def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """``(N, K, h, w)`` → ``(N, K, *size)``: area average when shrinking, bilinear otherwise."""
-    h, w = maps.shape[-2:]
-    if (h, w) == tuple(size):
+    # plain ints: an ONNX export needs constant sizes (the input size is fixed anyway)
+    h, w = int(maps.shape[-2]), int(maps.shape[-1])
+    size = (int(size[0]), int(size[1]))
+    if (h, w) == size:
         return maps
+    if h % size[0] == 0 and w % size[1] == 0:  # the same windows; exportable to ONNX
+        return F.avg_pool2d(maps, (h // size[0], w // size[1]))
     if h >= size[0] and w >= size[1]:
         return F.adaptive_avg_pool2d(maps, size)
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)

@@ -144,11 +144,11 @@ def build_faiss(features: np.ndarray, kind: str, metric: str, params: dict[str, 
     index.train(sample)
     for a in range(0, n, 65536):  # add in chunks: bounded temporaries
         index.add(x[a: a + 65536])
-    _set_search_params(index, params)
+    set_search_params(index, params)
     return index
 
 
-def _set_search_params(index: Any, params: dict[str, Any]) -> None:
+def set_search_params(index: Any, params: dict[str, Any]) -> None:
     faiss = _faiss()
     base = index
     if isinstance(index, (faiss.IndexRefine, faiss.IndexRefineFlat)):
@@ -338,5 +338,5 @@ class GalleryIndex:
         index = None
         if info["kind"] != "exact":
             index = _faiss().read_index(str(path / "faiss.index"))
-            _set_search_params(index, info["params"])
+            set_search_params(index, info["params"])
         return cls(gallery, info["kind"], info["metric"], info["params"], _faiss_index=index)
