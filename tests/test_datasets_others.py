@@ -377,8 +377,9 @@ def test_market_layout_other_datasets(tmp_path: Path) -> None:
 
 
 def test_factory(tmp_path: Path) -> None:
-    assert set(DATASETS) == {"mars", "dukev", "ilidsvid", "prid2011", "folder", "market1501"}
-    with pytest.raises(ValueError, match=r"unknown dataset 'marss'; valid names: dukev, folder, ilidsvid, market1501, mars, prid2011"):
+    assert set(DATASETS) == {"mars", "dukev", "ilidsvid", "prid2011", "folder", "market1501",
+                             "dukemtmc_reid", "cuhk03_np"}
+    with pytest.raises(ValueError, match=r"unknown dataset 'marss'; valid names: cuhk03_np, dukemtmc_reid, dukev, folder, ilidsvid, market1501, mars, prid2011"):
         build_dataset("marss", tmp_path)
     with pytest.raises(ValueError, match=r"dataset 'prid2011' does not take option\(s\) \['sed'\]; valid options: \['seed'"):
         build_dataset("prid2011", tmp_path, sed=1)
