@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_MODEL_ARGS, tiny_model
+from tiny_models import TINY_MODEL_ARGS, tiny_model
 
 from videoreid.inference import export as export_mod
 from videoreid.inference.export import ExportError, check_export, export_model
