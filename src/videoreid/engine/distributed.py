@@ -148,7 +148,14 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def cleanup() -> None:
+    """Tear down the process group once every rank has arrived.
+
+    Without the barrier a rank that finishes first (rank 0 still writing a file, the other
+    already exiting) destroys its gloo pairs while the peer's are live, and the peer's
+    background thread aborts the process ("terminate called without an active exception").
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
