@@ -26,9 +26,10 @@ CPU-bound call's wall time does not exceed it.
 Also reported (this section added with the speed work):
 
 - torchreid's Cython ``evaluate_rank`` (``rank_cylib``) on the same ``market`` matrix, with
-  the ratio and whether the numbers are identical, **only if** a torchreid installation with
-  its compiled extension imports here (it is not a dependency and is never fetched); skipped
-  with the reason otherwise;
+  the ratio and whether the numbers agree, when a torchreid installation with its compiled
+  extension imports here or ``--torchreid-src`` names a torchreid source checkout whose
+  ``rank_cy.pyx`` is then compiled with Cython (neither is a dependency; nothing is fetched);
+  skipped with the reason otherwise;
 - one plain pass over the matrix (``D.min(axis=1)``: every element read once), the floor of
   any exact evaluation, and ``evaluate``'s time as a multiple of it, with a ``cProfile`` of
   ``evaluate`` (``--profile``) showing where the rest goes;
@@ -255,8 +256,49 @@ def _calls(pids, camids, subsets, feats, threads):
     return calls, prepared
 
 
-def torchreid_evaluate_rank():
-    """torchreid's compiled ``evaluate_cy``, or ``(None, reason)``."""
+def _build_rank_cy(src: Path) -> Path:
+    """Compile torchreid's ``rank_cy.pyx`` found under ``src``; return the built module's path.
+
+    Built once per source hash into ``~/.cache/videoreid-bench/rank_cy/<hash>/`` with Cython
+    and the system C compiler, with the compiler flags of torchreid's own ``setup.py``
+    (numpy include, defaults otherwise).
+    """
+    import hashlib
+
+    pyx = src if src.suffix == ".pyx" else next(iter(sorted(src.rglob("rank_cy.pyx"))), None)
+    if pyx is None:
+        raise FileNotFoundError(f"no rank_cy.pyx under {src} (expected a torchreid source "
+                                "checkout: torchreid/metrics/rank_cylib/rank_cy.pyx)")
+    digest = hashlib.sha256(pyx.read_bytes()).hexdigest()[:16]
+    build = Path.home() / ".cache" / "videoreid-bench" / "rank_cy" / digest
+    built = sorted(build.glob("rank_cy*.so")) if build.is_dir() else []
+    if built:
+        return built[0]
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "rank_cy.pyx").write_bytes(pyx.read_bytes())
+    script = (
+        "import numpy as np\n"
+        "from setuptools import setup, Extension\n"
+        "from Cython.Build import cythonize\n"
+        "setup(name='rank_cy', script_args=['build_ext', '--inplace'],\n"
+        "      ext_modules=cythonize([Extension('rank_cy', ['rank_cy.pyx'],\n"
+        "                                       include_dirs=[np.get_include()])],\n"
+        "                            language_level=3, quiet=True))\n")
+    res = subprocess.run([sys.executable, "-c", script], cwd=build, capture_output=True,
+                         text=True)
+    built = sorted(build.glob("rank_cy*.so"))
+    if res.returncode != 0 or not built:
+        raise RuntimeError(f"building {pyx} failed:\n{res.stderr[-2000:]}")
+    return built[0]
+
+
+def torchreid_evaluate_rank(src: Path | None = None):
+    """torchreid's compiled ``evaluate_cy``, or ``(None, reason)``.
+
+    An installed torchreid with its compiled extension is used first; otherwise, given a
+    torchreid source checkout (``--torchreid-src`` or ``TORCHREID_SRC``), its ``rank_cy.pyx``
+    is compiled here when Cython and a C compiler are present.
+    """
     errors = []
     for mod in ("torchreid.reid.metrics.rank_cylib.rank_cy", "torchreid.metrics.rank_cylib.rank_cy"):
         try:
@@ -264,8 +306,25 @@ def torchreid_evaluate_rank():
             return module.evaluate_cy, mod
         except ImportError as e:
             errors.append(f"{mod}: {e}")
-    return None, ("no torchreid installation with a compiled rank_cylib imports here (" +
-                  "; ".join(errors) + "); install torchreid from source with Cython to compare")
+    src = src or (Path(os.environ["TORCHREID_SRC"]) if os.environ.get("TORCHREID_SRC") else None)
+    if src is None:
+        return None, ("no torchreid installation with a compiled rank_cylib imports here (" +
+                      "; ".join(errors) + "); pass --torchreid-src PATH (a torchreid source "
+                      "checkout) with Cython and a C compiler installed to compare")
+    try:
+        import Cython  # noqa: F401
+    except ImportError:
+        return None, f"--torchreid-src {src} given but Cython is not installed (pip install cython)"
+    import importlib.util
+
+    try:
+        so = _build_rank_cy(Path(src))
+    except (FileNotFoundError, RuntimeError, OSError) as e:
+        return None, str(e)
+    spec = importlib.util.spec_from_file_location("rank_cy", so)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.evaluate_cy, f"rank_cy.pyx from {src}, compiled here ({so})"
 
 
 def _large_gallery(pids, camids, subsets, feats, size, threads):
@@ -302,7 +361,7 @@ def _speed_section(pids, camids, subsets, feats, prepared, figures, args) -> dic
     D = dist.numpy() if isinstance(dist, torch.Tensor) else np.asarray(dist)
     print("\n## against torchreid's Cython evaluate_rank and one pass over the matrix (market)")
     ours = evaluate(D, *labels, protocol="market", num_threads=args.threads)
-    fn, why = torchreid_evaluate_rank()
+    fn, why = torchreid_evaluate_rank(args.torchreid_src)
     cases = {"evaluate (numpy)": lambda: evaluate(D, *labels, protocol="market",
                                                   num_threads=args.threads),
              "evaluate (backend='torch', this CPU)": lambda: evaluate(
@@ -329,9 +388,13 @@ def _speed_section(pids, camids, subsets, feats, prepared, figures, args) -> dic
             note = "identical" if same_torch else "DIFFERENT"
         if k.startswith("torchreid"):
             cmc, mAP = results[k]
-            note = ("identical" if abs(mAP - ours["mAP"]) < 1e-9
-                    and np.allclose(cmc[:50], ours["cmc"], atol=1e-12) else
-                    f"mAP {mAP:.6f} vs {ours['mAP']:.6f}")
+            # torchreid accumulates AP and CMC in float32, so equal up to float32 rounding
+            d_map = abs(float(mAP) - ours["mAP"])
+            d_cmc = float(np.abs(np.asarray(cmc[:50], np.float64) - ours["cmc"][:50]).max())
+            same_tr = d_map < 1e-5 and d_cmc < 1e-5
+            note = (f"same up to float32 rounding (|Δ mAP| {d_map:.1e}, max |Δ CMC| {d_cmc:.1e})"
+                    if same_tr else f"DIFFERENT: mAP {mAP:.6f} vs {ours['mAP']:.6f}")
+            out["torchreid_same_numbers"] = bool(same_tr)
         print(f"| {k} | {t:.4f} | {t / best['evaluate (numpy)']:.2f}× | {note} |")
     if fn is None:
         print(f"\ntorchreid comparison skipped: {why}")
@@ -339,7 +402,10 @@ def _speed_section(pids, camids, subsets, feats, prepared, figures, args) -> dic
           "pass over the matrix")
     out["speed_market"] = {k: v for k, v in best.items()}
     out["speed_market"]["torch_identical"] = bool(same_torch)
-    out["speed_market"]["torchreid"] = why if fn is None else "measured"
+    out["speed_market"]["torchreid"] = why
+    if fn is not None:
+        out["speed_market"]["torchreid_ratio"] = (best["torchreid evaluate_cy"]
+                                                  / best["evaluate (numpy)"])
     if args.profile:
         import cProfile
         import pstats
@@ -380,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-gallery", type=int, default=100_000,
                     help="gallery size of the large case (0: skip)")
     ap.add_argument("--profile", action="store_true", help="cProfile evaluate (market)")
+    ap.add_argument("--torchreid-src", type=Path, default=None,
+                    help="a torchreid source checkout: its rank_cy.pyx is compiled (Cython) and "
+                         "timed against evaluate (default: $TORCHREID_SRC; else an installed "
+                         "torchreid, else skipped)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)

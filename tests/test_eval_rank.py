@@ -358,3 +358,27 @@ def test_official_mars_metadata_counts(shared_dir):
         dist = (pids[q][:, None] != pids[g][None, :]) + rng.random((q.shape[0], g.shape[0]), dtype=np.float32)
         r = evaluate(dist, pids[q], pids[g], camids[q], camids[g], protocol=protocol)
         assert (r["num_valid"], r["num_gallery"]) == (n_valid, n_gallery)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ranking_core_equals_stable_argsort_with_negatives_and_signed_zero(dtype, row_path):
+    """The float32 path packs (row, value) into one integer key: negative values, −0.0 vs
+    +0.0 and ties must rank exactly as a stable argsort of each row (an independent
+    reference) ranks them."""
+    rng = np.random.default_rng(7)
+    for trial in range(150):
+        nr, n = int(rng.integers(1, 20)), int(rng.integers(1, 60))
+        if trial % 3 == 0:
+            sub = rng.normal(size=(nr, n))
+        else:
+            sub = rng.integers(-4, 5, (nr, n)) * rng.choice([1.0, 0.5, 1e-3])
+        sub = sub.astype(dtype)
+        if trial % 2:
+            sub[sub == 0] = -0.0  # equal to +0.0 under ==, different bits
+            sub[:, ::3] = np.where(sub[:, ::3] == 0, 0.0, sub[:, ::3])
+        k = int(rng.integers(1, nr * n + 1))
+        flat = np.sort(rng.choice(nr * n, k, replace=False))
+        r, c = flat // n, flat % n
+        inverse = np.argsort(np.argsort(sub, axis=1, kind="stable"), axis=1, kind="stable")
+        got = rank_mod._block_ranks(sub, r, c)
+        np.testing.assert_array_equal(got, inverse[r, c], err_msg=f"trial {trial}")

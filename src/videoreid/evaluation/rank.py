@@ -155,6 +155,19 @@ def _count_equal_before(sub: np.ndarray, r: np.ndarray, c: np.ndarray, t: np.nda
     return out
 
 
+def _ordered_bits(x: np.ndarray) -> np.ndarray:
+    """uint64 keys whose integer order is the float32 order of ``x`` (no NaN in ``x``).
+
+    Equal values give equal keys (−0.0 is mapped to +0.0 first, as ``==`` treats them). The
+    IEEE bit pattern orders non-negative floats; negative ones are ordered by flipping all
+    bits, non-negative ones by setting the sign bit.
+    """
+    u = (x.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    neg = (u >> np.uint32(31)).astype(bool)
+    u = np.where(neg, ~u, u | np.uint32(0x80000000))
+    return u.astype(np.uint64)
+
+
 # A row whose elements up to its largest same-pid distance are more than this fraction of
 # the row is sorted whole (np.sort); sparser rows sort only those elements.
 _DENSE_ROW_FRACTION = 1 / 8
@@ -180,12 +193,16 @@ def _block_ranks(sub: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     # ~(x > T) rather than x <= T: it keeps NaN, which must raise rather than vanish
     keep = sub > T[:, None]
     np.logical_not(keep, out=keep)
-    cnt = np.count_nonzero(keep, axis=1)
+    # flat positions of the kept elements: one pass over the mask, row-major so grouped by row
+    idx = np.flatnonzero(keep)
+    row = idx // n
+    cnt = np.bincount(row, minlength=nr)
     dense = cnt > n * _DENSE_ROW_FRACTION
     # each pair is searched in a sorted segment [lo, hi) of one of two flat arrays
     lo = np.empty(r.shape[0], dtype=np.int64)
     hi = np.empty(r.shape[0], dtype=np.int64)
-    searches: list[tuple[np.ndarray, np.ndarray]] = []
+    rank = np.empty(r.shape[0], dtype=np.int64)
+    n_eq = np.empty(r.shape[0], dtype=np.int64)
     in_dense = dense[r]
     if in_dense.any():
         S = np.sort(sub[dense], axis=1)
@@ -193,26 +210,35 @@ def _block_ranks(sub: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
             raise ValueError("distmat contains NaN")
         lo[in_dense] = (np.cumsum(dense) - 1)[r[in_dense]] * n
         hi[in_dense] = lo[in_dense] + n
-        searches.append((in_dense, S.reshape(-1)))
+        left = _segment_searchsorted(S.reshape(-1), lo[in_dense], hi[in_dense], t[in_dense], False)
+        right = _segment_searchsorted(S.reshape(-1), lo[in_dense], hi[in_dense], t[in_dense], True)
+        rank[in_dense] = left - lo[in_dense]
+        n_eq[in_dense] = right - left
     in_sparse = ~in_dense
     if in_sparse.any():
-        keep[dense] = False
-        cnt[dense] = 0
-        vals = sub[keep]  # row-major, so grouped by row
+        if dense.any():
+            sparse_el = ~dense[row]
+            idx, row = idx[sparse_el], row[sparse_el]
+            cnt = np.where(dense, 0, cnt)
+        vals = sub.reshape(-1)[idx]
         if np.isnan(vals).any():
             raise ValueError("distmat contains NaN")
-        sorted_vals = vals[np.lexsort((vals, np.repeat(np.arange(nr), cnt)))]
         seg = np.cumsum(cnt) - cnt
-        lo[in_sparse] = seg[r[in_sparse]]
-        hi[in_sparse] = lo[in_sparse] + cnt[r[in_sparse]]
-        searches.append((in_sparse, sorted_vals))
-    rank = np.empty(r.shape[0], dtype=np.int64)
-    n_eq = np.empty(r.shape[0], dtype=np.int64)
-    for sel, flat in searches:
-        left = _segment_searchsorted(flat, lo[sel], hi[sel], t[sel], right=False)
-        right = _segment_searchsorted(flat, lo[sel], hi[sel], t[sel], right=True)
-        rank[sel] = left - lo[sel]
-        n_eq[sel] = right - left
+        rs, ts = r[in_sparse], t[in_sparse]
+        if sub.dtype == np.float32:
+            # one sort of (row, value) packed into uint64 keys, one global binary search
+            keys = np.sort((row.astype(np.uint64) << np.uint64(32)) | _ordered_bits(vals))
+            tk = (rs.astype(np.uint64) << np.uint64(32)) | _ordered_bits(ts)
+            left = np.searchsorted(keys, tk, side="left")
+            right = np.searchsorted(keys, tk, side="right")
+            rank[in_sparse] = left - seg[rs]
+        else:  # float64 values do not fit a packed key: sort by (row, value), segment search
+            sorted_vals = vals[np.lexsort((vals, row))]
+            lo_s, hi_s = seg[rs], seg[rs] + cnt[rs]
+            left = _segment_searchsorted(sorted_vals, lo_s, hi_s, ts, right=False)
+            right = _segment_searchsorted(sorted_vals, lo_s, hi_s, ts, right=True)
+            rank[in_sparse] = left - lo_s
+        n_eq[in_sparse] = right - left
     tied = n_eq > 1
     if tied.any():
         rank[tied] += _count_equal_before(sub, r[tied], c[tied], t[tied])
